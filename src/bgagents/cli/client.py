@@ -1,0 +1,77 @@
+"""A small HTTP client of the bgagents API, shared by the CLI commands."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+from httpx_sse import connect_sse
+
+from ..settings import Settings
+
+
+class ClientError(Exception):
+    """An error to print as one line: the server's JSON error, or why no server answered."""
+
+    def __init__(self, message: str, code: str = "error", status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.status = status
+
+
+class Client:
+    def __init__(self, url: str, token: str | None, timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=self.url + "/api/v1", headers=headers, timeout=timeout)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Client:
+        return cls(settings.url, settings.resolve_token(create=False))
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.ConnectError:
+            raise ClientError(f"no bgagents server answers at {self.url}; start one with 'bgagents serve' "
+                              "(or set BGAGENTS_URL)", code="no_server") from None
+        except httpx.TimeoutException:
+            raise ClientError(f"the server at {self.url} did not answer in time", code="timeout") from None
+        if response.status_code >= 400:
+            try:
+                error = response.json()["error"]
+                raise ClientError(error["message"], error.get("code", "error"), response.status_code)
+            except (ValueError, KeyError, TypeError):
+                raise ClientError(f"HTTP {response.status_code}: {response.text[:200]}",
+                                  status=response.status_code) from None
+        return response.json()
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
+
+    def post(self, path: str, body: dict[str, Any] | None = None, **params: Any) -> Any:
+        return self.request("POST", path, json=body or {}, params={k: v for k, v in params.items() if v is not None})
+
+    def events(self, since: int = 0, task: str | None = None) -> Iterator[dict[str, Any]]:
+        """Follows the event stream, reconnecting with Last-Event-ID when the connection drops."""
+        last = since
+        params = {"task": task} if task else {}
+        while True:
+            headers = {"Last-Event-ID": str(last)} if last else {}
+            try:
+                with connect_sse(self.http, "GET", "/events", params=params, headers=headers,
+                                 timeout=httpx.Timeout(30.0, read=None)) as source:
+                    if source.response.status_code >= 400:
+                        source.response.read()
+                        self.request("GET", "/events", params=params)  # raises the server's error
+                    for sse in source.iter_sse():
+                        event: dict[str, Any] = json.loads(sse.data)
+                        last = event["seq"]
+                        yield event
+            except httpx.ConnectError:
+                raise ClientError(f"no bgagents server answers at {self.url}", code="no_server") from None
+            except (httpx.ReadError, httpx.RemoteProtocolError):
+                continue

@@ -1,0 +1,132 @@
+"""`bgagents demo`: a real server on a temporary home, a few `demo`-model agents, live progress."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.text import Text
+
+from . import render
+from .client import Client, ClientError
+
+PROMPTS = [
+    "Survey the workspace and write a short note about what is in it",
+    "Plan a tidy-up of the project files and record the plan",
+    "Check the environment and summarise the machine",
+    "Draft release notes for the next version",
+    "List open questions about the codebase",
+]
+SEED_FILES = {
+    "README.md": "# Sample project\n\nA tiny project for the bgagents demo.\n",
+    "app.py": "def greet(name: str) -> str:\n    return f'hello {name}'\n",
+    "notes/todo.txt": "- write tests\n- ship it\n",
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _start_server(home: Path, port: int, token: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "BGAGENTS_HOME": str(home), "BGAGENTS_MODEL": "demo", "BGAGENTS_TOKEN": token,
+           "BGAGENTS_URL": f"http://127.0.0.1:{port}"}
+    env.pop("BGAGENTS_WORKSPACE", None)
+    env.pop("BGAGENTS_DATABASE_URL", None)
+    log = open(home / "server.log", "wb")  # noqa: SIM115 - the server process owns it
+    return subprocess.Popen([sys.executable, "-m", "bgagents.cli.main", "serve", "--port", str(port)],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _wait_ready(client: Client, server: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError("the demo server exited at start")
+        try:
+            client.get("/stats")
+            return
+        except ClientError:
+            time.sleep(0.1)
+    raise RuntimeError("the demo server did not start in time")
+
+
+def _view(tasks: list[dict[str, Any]], lines: list[Text]) -> Group:
+    return Group(render.tasks_table(tasks, title="bgagents demo — background agents on the offline demo model"),
+                 *lines[-8:])
+
+
+def run_demo(*, keep: bool, agents: int, port: int | None, json_mode: bool) -> int:
+    console = Console(stderr=json_mode, highlight=False)
+    home = Path(tempfile.mkdtemp(prefix="bgagents-demo-"))
+    for rel, text in SEED_FILES.items():
+        path = home / "workspace" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    port = port or _free_port()
+    token = secrets.token_urlsafe(24)
+    url = f"http://127.0.0.1:{port}"
+    server = _start_server(home, port, token)
+    client = Client(url, token)
+    code = 0
+    try:
+        console.print(f"[bold]Starting a demo server[/bold] at {url} (home {home})")
+        _wait_ready(client, server)
+        ids = [client.post("/tasks", {"prompt": PROMPTS[i % len(PROMPTS)], "model": "demo"})["id"]
+               for i in range(agents)]
+        lines: list[Text] = []
+        with Live(_view(client.get("/tasks"), lines), console=console, refresh_per_second=8,
+                  transient=False) as live:
+            for event in client.events():
+                line = render.event_line(event)
+                if line is not None and event.get("task_id"):
+                    lines.append(Text(f"{event['task_id']} ", style="dim") + line)
+                tasks = client.get("/tasks", limit=len(ids) + 10)
+                live.update(_view(tasks, lines))
+                if all(t["status"] in ("completed", "failed", "cancelled") for t in tasks if t["id"] in ids):
+                    break
+        tasks = [client.get(f"/tasks/{i}") for i in ids]
+        code = 0 if all(t["status"] == "completed" for t in tasks) else 1
+        if json_mode:
+            print(json.dumps(tasks, indent=2))
+        env = f"BGAGENTS_URL={url} BGAGENTS_TOKEN={token}" if keep else ""
+        console.print(f"\n[bold green]{sum(t['status'] == 'completed' for t in tasks)}/{len(tasks)} "
+                      "demo agents finished.[/bold green]")
+        console.print(f"Their notes are in {home / 'workspace' / 'demo-notes'}")
+        if keep:
+            console.print("Look next:")
+            console.print(f"  {env} bgagents ls --all")
+            console.print(f"  {env} bgagents logs {ids[0]}")
+            console.print(f"  {env} bgagents show {ids[0]}")
+            console.print(f"  API docs: {url}/docs   (Ctrl-C stops the server)")
+            server.wait()
+        else:
+            console.print("Next: run 'bgagents demo --keep' to explore these tasks with 'bgagents ls/logs/show', "
+                          "or point BGAGENTS_MODEL at a real model and run 'bgagents serve' (see README).")
+    except KeyboardInterrupt:
+        code = 130
+    except (ClientError, RuntimeError) as exc:
+        console.print(f"[red]error:[/red] {exc}; server log: {home / 'server.log'}")
+        code = 1
+    finally:
+        if server.poll() is None:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+    return code

@@ -1,0 +1,291 @@
+"""`bgagents`: launch and watch background agents from the terminal. Every command takes `--json`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+
+from ..settings import Settings
+from . import render
+from .client import Client, ClientError
+
+app = typer.Typer(name="bgagents", help="Durable background LLM agents.", no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_enable=False)
+console = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+T = TypeVar("T")
+
+
+def fail(message: str, code: str = "error", json_mode: bool = False, exit_code: int = 1) -> NoReturn:
+    if json_mode:
+        print(json.dumps({"error": {"code": code, "message": message}}))
+    else:
+        err.print(f"[red]error:[/red] {message}", markup=True)
+    raise typer.Exit(exit_code)
+
+
+def call(json_mode: bool, fn: Callable[[Client], T]) -> T:
+    """Runs `fn` against the server, turning every failure into one clear line."""
+    try:
+        client = Client.from_settings(Settings())
+    except Exception as exc:  # a broken config file or environment variable
+        fail(f"bad settings: {exc}", "bad_settings", json_mode)
+    try:
+        return fn(client)
+    except ClientError as exc:
+        fail(exc.message, exc.code, json_mode)
+
+
+def emit(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def parse_limits(values: list[str]) -> dict[str, float]:
+    limits: dict[str, float] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            limits[key.strip()] = float(value)
+        except ValueError:
+            raise typer.BadParameter(f"'{item}' is not KEY=NUMBER", param_hint="--limit") from None
+    return limits
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8321).")] = None,
+    workers: Annotated[int, typer.Option(help="Task worker processes (1 on SQLite).")] = 1,
+) -> None:
+    """Run the API and the task workers in one process, until SIGTERM or Ctrl-C."""
+    from .serve import run_server
+
+    try:
+        settings = Settings()
+    except Exception as exc:
+        fail(f"bad settings: {exc}", "bad_settings")
+    if workers != 1:
+        err.print("[yellow]note:[/yellow] several workers need PostgreSQL; running one.")
+    run_server(settings, host or settings.server.host, port or settings.server.port)
+
+
+@app.command()
+def launch(
+    prompt: Annotated[str, typer.Argument(help="What the agent should do.")],
+    name: Annotated[str | None, typer.Option(help="A short name (default: from the prompt).")] = None,
+    agent: Annotated[str | None, typer.Option(help="Agent profile (default: general).")] = None,
+    model: Annotated[str | None, typer.Option(help="Model, e.g. openai:gpt-4o, demo.")] = None,
+    fallback: Annotated[list[str] | None, typer.Option(help="Fallback model (repeatable).")] = None,
+    priority: Annotated[int, typer.Option(help="Higher runs first within its queue.")] = 0,
+    parent: Annotated[str | None, typer.Option(help="Parent task or session id.")] = None,
+    limit: Annotated[list[str] | None, typer.Option(help="Budget KEY=VALUE (repeatable).")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the result.")] = False,
+    json_mode: JsonOpt = False,
+) -> None:
+    """Launch a background agent; prints its id."""
+    body = {"prompt": prompt, "name": name, "agent": agent, "model": model, "priority": priority,
+            "parent_id": parent, "fallback_models": fallback or None, "limits": parse_limits(limit or []) or None}
+    task = call(json_mode, lambda c: c.post("/tasks", {k: v for k, v in body.items() if v is not None}))
+    if wait:
+        out = call(json_mode, lambda c: c.get(f"/tasks/{task['id']}/output", wait="true", timeout=3600))
+        if json_mode:
+            emit(call(json_mode, lambda c: c.get(f"/tasks/{task['id']}")))
+            return
+        _print_output(out)
+        return
+    if json_mode:
+        emit(task)
+    else:
+        console.print(task["id"])
+
+
+@app.command("ls")
+def list_tasks(
+    all_: Annotated[bool, typer.Option("--all", "-a", help="Include finished tasks.")] = False,
+    status: Annotated[str | None, typer.Option(help="Only these statuses (comma-separated).")] = None,
+    parent: Annotated[str | None, typer.Option(help="Only children of this task.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 50,
+    json_mode: JsonOpt = False,
+) -> None:
+    """List tasks (active ones, unless --all or --status)."""
+    wanted = status or (None if all_ else "queued,running,waiting")
+    tasks = call(json_mode, lambda c: c.get("/tasks", status=wanted, parent=parent, limit=limit))
+    if json_mode:
+        emit(tasks)
+    elif not tasks:
+        console.print("no tasks" + ("" if all_ or status else " running (use --all to see finished ones)"))
+    else:
+        console.print(render.tasks_table(tasks))
+
+
+@app.command()
+def show(task_id: str, json_mode: JsonOpt = False) -> None:
+    """Show one task: status, progress, result."""
+    task = call(json_mode, lambda c: c.get(f"/tasks/{task_id}"))
+    if json_mode:
+        emit(task)
+    else:
+        console.print(render.task_panel(task))
+
+
+def _print_output(out: dict[str, Any]) -> None:
+    if out["finished"]:
+        result = out.get("result") or {}
+        if out["status"] == "completed":
+            if result.get("data") is not None:
+                console.print_json(json.dumps(result["data"]))
+            console.print(result.get("text") or "")
+        else:
+            err.print(f"[red]{out['status']}[/red]: {out.get('error') or ''} ({out.get('end_reason')})",
+                      markup=True)
+            raise typer.Exit(1)
+    else:
+        note = " (timed out waiting)" if out.get("timed_out") else ""
+        console.print(f"{out['status']}{note}: {render.progress_line(out)}")
+        raise typer.Exit(2 if out.get("timed_out") else 0)
+
+
+@app.command()
+def output(
+    task_id: str,
+    wait: Annotated[bool, typer.Option("--wait", help="Block until the task ends.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait at most.")] = 60.0,
+    json_mode: JsonOpt = False,
+) -> None:
+    """The task's result, or its status and progress while it runs."""
+    params: dict[str, Any] = {"wait": "true" if wait else None, "timeout": timeout}
+    out = call(json_mode, lambda c: c.get(f"/tasks/{task_id}/output", **params))
+    if json_mode:
+        emit(out)
+    else:
+        _print_output(out)
+
+
+@app.command()
+def logs(
+    task_id: str,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep following live events.")] = False,
+    tool_results: Annotated[bool, typer.Option(help="Show tool results.")] = True,
+    json_mode: JsonOpt = False,
+) -> None:
+    """The task's transcript; with -f, then its live progress until it ends."""
+    entries: list[dict[str, Any]] = []
+    since = 0
+    while True:
+        page = call(json_mode, lambda c: c.get(f"/tasks/{task_id}/transcript", since=since, limit=200,
+                                               tool_results=str(tool_results).lower()))
+        entries.extend(page)
+        if not page:
+            break
+        since = page[-1]["index"] + 1
+    for entry in entries:
+        if json_mode:
+            print(json.dumps({"kind": "transcript", **entry}))
+        else:
+            console.print(render.transcript_line(entry))
+    if not follow:
+        return
+    task = call(json_mode, lambda c: c.get(f"/tasks/{task_id}"))
+    if task["status"] in ("completed", "failed", "cancelled"):
+        if not json_mode:
+            console.print(render.status_text(task["status"]))
+        return
+
+    def follow_events(client: Client) -> None:
+        for event in client.events(task=task_id):
+            if json_mode:
+                print(json.dumps({"kind": "event", **event}), flush=True)
+            else:
+                line = render.event_line(event)
+                if line is not None:
+                    console.print(line)
+            if event["type"] in ("task.completed", "task.failed", "task.cancelled"):
+                return
+
+    try:
+        call(json_mode, follow_events)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+@app.command()
+def cancel(
+    task_id: Annotated[str | None, typer.Argument(help="The task to cancel.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Cancel every queued or running task.")] = False,
+    parent: Annotated[str | None, typer.Option(help="With --all: only descendants of this task.")] = None,
+    json_mode: JsonOpt = False,
+) -> None:
+    """Cancel a task (or --all)."""
+    if all_ == (task_id is not None):
+        fail("give a task id, or --all", "invalid_input", json_mode, exit_code=2)
+    if all_:
+        tasks = call(json_mode, lambda c: c.post("/tasks/cancel", {"all": True, "parent_id": parent}))
+        if json_mode:
+            emit(tasks)
+        else:
+            console.print(f"cancelled {len(tasks)} task(s)")
+        return
+    task = call(json_mode, lambda c: c.post(f"/tasks/{task_id}/cancel"))
+    if json_mode:
+        emit(task)
+    else:
+        console.print(f"{task['id']} {task['status']}")
+
+
+@app.command()
+def resume(task_id: str, prompt: str, json_mode: JsonOpt = False) -> None:
+    """Give a finished task a follow-up turn on its own session."""
+    task = call(json_mode, lambda c: c.post(f"/tasks/{task_id}/resume", {"prompt": prompt}))
+    emit(task) if json_mode else console.print(f"{task['id']} {task['status']} (turn {task['turn']})")
+
+
+@app.command()
+def send(task_id: str, message: str, json_mode: JsonOpt = False) -> None:
+    """Steer a running task: the message reaches the agent before its next model request."""
+    task = call(json_mode, lambda c: c.post(f"/tasks/{task_id}/messages", {"message": message}))
+    emit(task) if json_mode else console.print(f"sent to {task['id']} ({task['status']})")
+
+
+@app.command()
+def fork(
+    task_id: str,
+    prompt: str,
+    at: Annotated[int | None, typer.Option(help="Copy only the first N transcript messages.")] = None,
+    model: Annotated[str | None, typer.Option(help="Run the fork on another model.")] = None,
+    name: Annotated[str | None, typer.Option(help="Name of the new task.")] = None,
+    json_mode: JsonOpt = False,
+) -> None:
+    """Start a new task on a copy of a task's session; prints the new id."""
+    body = {k: v for k, v in {"prompt": prompt, "at": at, "model": model, "name": name}.items() if v is not None}
+    task = call(json_mode, lambda c: c.post(f"/tasks/{task_id}/fork", body))
+    emit(task) if json_mode else console.print(task["id"])
+
+
+@app.command()
+def demo(
+    keep: Annotated[bool, typer.Option("--keep", help="Keep the server up after the agents finish.")] = False,
+    agents: Annotated[int, typer.Option(help="How many demo agents to launch.", min=1, max=20)] = 3,
+    port: Annotated[int | None, typer.Option(help="Port for the demo server (default: a free one).")] = None,
+    json_mode: JsonOpt = False,
+) -> None:
+    """Try bgagents without a key: a server on a temporary home, a few demo agents, live progress."""
+    from .demo import run_demo
+
+    sys.exit(run_demo(keep=keep, agents=agents, port=port, json_mode=json_mode))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

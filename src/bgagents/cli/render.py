@@ -1,0 +1,133 @@
+"""How tasks, transcripts and events look to a person in the terminal."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+STATUS_STYLE = {
+    "queued": "yellow", "running": "cyan", "waiting": "magenta",
+    "completed": "green", "failed": "red", "cancelled": "dim",
+}
+
+
+def status_text(status: str) -> Text:
+    return Text(status, style=STATUS_STYLE.get(status, ""))
+
+
+def elapsed(task: dict[str, Any], now: float | None = None) -> str:
+    start = task.get("started_at") or task.get("created_at")
+    if not start:
+        return "-"
+    end = task.get("finished_at") or now or time.time()
+    seconds = max(0, int(end - start))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def progress_line(task: dict[str, Any]) -> str:
+    p = task.get("progress") or {}
+    todos = p.get("todos") or {}
+    parts = [f"{p.get('requests', 0)} req", f"{p.get('tool_calls', 0)} tools"]
+    if todos.get("total"):
+        parts.append(f"todos {todos.get('done', 0)}/{todos['total']}")
+    if p.get("last_tool_args"):
+        parts.append(str(p["last_tool_args"])[:50])
+    return " · ".join(parts)
+
+
+def tasks_table(tasks: list[dict[str, Any]], title: str | None = None) -> Table:
+    table = Table(title=title, header_style="bold", expand=False)
+    for col in ("ID", "NAME", "STATUS", "MODEL", "ELAPSED", "PROGRESS"):
+        table.add_column(col, no_wrap=col != "PROGRESS")
+    now = time.time()
+    for t in tasks:
+        model = t["model"] + (" (demo)" if t["model"] == "demo" else "")
+        table.add_row(t["id"], t["name"], status_text(t["status"]), model, elapsed(t, now), progress_line(t))
+    return table
+
+
+def task_panel(task: dict[str, Any]) -> Panel:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    p = task.get("progress") or {}
+    rows: list[tuple[str, Any]] = [
+        ("status", status_text(task["status"])), ("name", task["name"]), ("agent", task["agent"]),
+        ("model", task["model"]), ("prompt", task["prompt"]), ("elapsed", elapsed(task)),
+        ("progress", progress_line(task)),
+        ("tokens", f"{p.get('input_tokens', 0)} in / {p.get('output_tokens', 0)} out"),
+    ]
+    if task.get("parent_id"):
+        rows.append(("parent", task["parent_id"]))
+    if p.get("last_message"):
+        rows.append(("last message", p["last_message"]))
+    if p.get("note"):
+        rows.append(("note", p["note"]))
+    if task.get("end_reason"):
+        rows.append(("end reason", task["end_reason"]))
+    if task.get("error"):
+        rows.append(("error", Text(task["error"], style="red")))
+    result = task.get("result") or {}
+    if result.get("text"):
+        rows.append(("result", result["text"]))
+    if result.get("data") is not None:
+        rows.append(("data", json.dumps(result["data"], indent=2)))
+    for key, value in rows:
+        grid.add_row(key, value)
+    recent = p.get("recent") or []
+    body: Any = grid if not recent else Group(grid, Text("\nrecent: " + " | ".join(recent), style="dim"))
+    return Panel(body, title=f"{task['id']}", expand=False)
+
+
+def transcript_line(entry: dict[str, Any]) -> Text:
+    role = entry["role"]
+    styles = {"user": "bold green", "assistant": "bold cyan", "tool_call": "yellow", "tool_result": "dim",
+              "system": "magenta", "retry": "red"}
+    label = role if not entry.get("tool_name") else f"{role} {entry['tool_name']}"
+    content = entry["content"]
+    if role == "tool_result" and len(content) > 800:
+        content = content[:800] + f"… ({len(content)} chars)"
+    text = Text(f"[{entry['index']}] ", style="dim")
+    text.append(f"{label}: ", style=styles.get(role, ""))
+    text.append(content)
+    return text
+
+
+def event_line(event: dict[str, Any]) -> Text | None:
+    """One line for a live event, or None for events not worth a line."""
+    data = event.get("data") or {}
+    kind = event["type"]
+    stamp = time.strftime("%H:%M:%S", time.localtime(event["time"]))
+    text = Text(f"{stamp} ", style="dim")
+    if kind == "task.tool_call":
+        text.append(f"→ {data.get('args') or data.get('tool')}", style="yellow")
+    elif kind == "task.tool_result":
+        text.append(f"  {'ok' if data.get('ok') else 'error: ' + str(data.get('error'))}",
+                    style="dim" if data.get("ok") else "red")
+    elif kind == "task.progress" and data.get("kind") == "response":
+        msg = (data.get("progress") or {}).get("last_message")
+        if not msg:
+            return None
+        text.append(msg, style="cyan")
+    elif kind in ("task.completed", "task.failed", "task.cancelled"):
+        text.append(kind.split(".")[1], style=STATUS_STYLE.get(kind.split(".")[1], ""))
+        if data.get("error"):
+            text.append(f": {data['error']}", style="red")
+    elif kind in ("task.running", "task.queued", "task.resumed", "task.steered", "task.recovered",
+                  "task.interrupted"):
+        text.append(kind.split(".")[1], style="bold")
+        if data.get("message"):
+            text.append(f": {data['message']}")
+    else:
+        return None
+    return text
+
+
+def make_console(json_mode: bool = False) -> Console:
+    return Console(stderr=json_mode, highlight=False)

@@ -1,0 +1,1 @@
+"""The runtime core: tasks, sessions, events and the durable engine. Knows nothing of HTTP or the CLI."""

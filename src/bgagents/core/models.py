@@ -1,0 +1,62 @@
+"""Model names → pydantic-ai models, checked at launch, and the concurrency key of each."""
+
+from __future__ import annotations
+
+import threading
+
+from pydantic_ai.exceptions import UserError
+from pydantic_ai.models import Model, infer_model
+
+from ..errors import UnknownModel
+from .demo_model import DEMO_MODEL_NAME, demo_model
+
+
+class ModelRegistry:
+    """Resolves model strings once each; models registered by name (the demo, test models) come first."""
+
+    def __init__(self) -> None:
+        self._models: dict[str, Model] = {}
+        self._lock = threading.Lock()
+
+    def register(self, name: str, model: Model) -> None:
+        with self._lock:
+            self._models[name] = model
+
+    def resolve(self, name: str) -> Model:
+        """The model for `name`, or `UnknownModel` saying what is wrong (unknown name, missing key)."""
+        name = name.strip()
+        if not name:
+            raise UnknownModel("the model name is empty")
+        with self._lock:
+            if name in self._models:
+                return self._models[name]
+        if name == DEMO_MODEL_NAME:
+            model: Model = demo_model()
+        else:
+            try:
+                model = infer_model(name)
+            except UserError as exc:
+                raise UnknownModel(f"model '{name}' cannot be used: {exc}") from None
+            except Exception as exc:  # a provider package that is missing, a malformed name
+                raise UnknownModel(f"model '{name}' cannot be used: {type(exc).__name__}: {exc}") from None
+        with self._lock:
+            return self._models.setdefault(name, model)
+
+
+def concurrency_key(model_name: str) -> str:
+    """The resolved `provider:model`; names without a provider keep their own name."""
+    return model_name.strip()
+
+
+def provider_of(key: str) -> str:
+    return key.split(":", 1)[0] if ":" in key else key
+
+
+def concurrency_limit(key: str, default: int, providers: dict[str, int], models: dict[str, int]) -> int:
+    """Per model, else per provider, else the default; 0 means unlimited."""
+    if key in models:
+        return models[key]
+    provider = provider_of(key)
+    if provider in providers:
+        return providers[provider]
+    return default

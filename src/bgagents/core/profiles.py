@@ -1,0 +1,111 @@
+"""Agent profiles: the built-in `general` and `explore`, `[agents.NAME]` in config, and Markdown files.
+
+A Markdown profile is YAML front matter (name, description, model, fallback_models, tools,
+disallowed_tools, permissions, max_turns, limits) and a body that is the system prompt. Files in
+`./.bgagents/agents/` override those in `$BGAGENTS_HOME/agents/`, which override the config file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError
+
+from ..errors import InvalidInput, UnknownAgent
+from ..settings import ProfileSettings, Settings
+from ..tools import BUILTIN_TOOL_NAMES, READ_ONLY_TOOL_NAMES
+
+GENERAL_PROMPT = """You are a capable background agent working on a task in a workspace directory.
+Work autonomously: plan with `todowrite` for multi-step work, use the tools to inspect and change
+files, run commands with `bash`, and check your work. Paths are relative to the workspace.
+When you are done, answer with a concise report of what you did and what you found."""
+
+EXPLORE_PROMPT = """You are a read-only exploration agent. Investigate the workspace with `read`,
+`glob` and `grep` to answer the question you are given. You cannot change files or run commands.
+Answer with a concise, well-organised report that cites file paths."""
+
+
+class Profile(BaseModel):
+    name: str
+    description: str = ""
+    prompt: str = ""
+    model: str | None = None
+    fallback_models: list[str] = Field(default_factory=list)
+    tools: list[str] = Field(default_factory=lambda: list(BUILTIN_TOOL_NAMES))
+    permissions: dict[str, Any] = Field(default_factory=dict)
+    max_turns: int | None = None
+    limits: dict[str, float] = Field(default_factory=dict)
+    source: str = "builtin"
+
+
+BUILTIN_PROFILES: dict[str, Profile] = {
+    "general": Profile(name="general", description="A general agent with every built-in tool.",
+                       prompt=GENERAL_PROMPT),
+    "explore": Profile(name="explore", description="A read-only agent that investigates the workspace.",
+                       prompt=EXPLORE_PROMPT, tools=list(READ_ONLY_TOOL_NAMES)),
+}
+
+
+def _from_settings(name: str, spec: ProfileSettings, source: str) -> Profile:
+    tools = list(spec.tools) if spec.tools is not None else list(BUILTIN_TOOL_NAMES)
+    tools = [t for t in tools if t not in set(spec.disallowed_tools)]
+    unknown = [t for t in tools if t not in BUILTIN_TOOL_NAMES]
+    if unknown:
+        raise InvalidInput(f"agent profile '{name}' ({source}) names unknown tools: {', '.join(unknown)}")
+    return Profile(
+        name=name, description=spec.description, prompt=spec.prompt or GENERAL_PROMPT, model=spec.model,
+        fallback_models=spec.fallback_models, tools=tools, permissions=spec.permissions,
+        max_turns=spec.max_turns, limits=spec.limits, source=source,
+    )
+
+
+def parse_markdown_profile(path: Path) -> Profile:
+    text = path.read_text(encoding="utf-8")
+    meta: dict[str, Any] = {}
+    body = text
+    if text.startswith("---"):
+        _, _, rest = text.partition("---")
+        front, sep, body = rest.partition("\n---")
+        if not sep:
+            raise InvalidInput(f"{path}: front matter is not closed with '---'")
+        try:
+            loaded = yaml.safe_load(front) or {}
+        except yaml.YAMLError as exc:
+            raise InvalidInput(f"{path}: front matter is not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise InvalidInput(f"{path}: front matter must be a mapping")
+        meta = loaded
+    name = str(meta.pop("name", path.stem))
+    if isinstance(meta.get("tools"), str):
+        meta["tools"] = [t.strip() for t in meta["tools"].split(",") if t.strip()]
+    try:
+        spec = ProfileSettings.model_validate({**meta, "prompt": body.lstrip("-\n").strip()})
+    except ValidationError as exc:
+        raise InvalidInput(f"{path}: {exc}") from None
+    return _from_settings(name, spec, str(path))
+
+
+def profile_dirs(settings: Settings) -> list[Path]:
+    return [settings.home / "agents", Path.cwd() / ".bgagents" / "agents"]
+
+
+def load_profiles(settings: Settings) -> dict[str, Profile]:
+    """Every profile the settings and profile folders define; a broken file is a clear error."""
+    profiles = dict(BUILTIN_PROFILES)
+    for name, spec in settings.agents.items():
+        profiles[name] = _from_settings(name, spec, "config.toml")
+    for folder in profile_dirs(settings):
+        if folder.is_dir():
+            for path in sorted(folder.glob("*.md")):
+                profile = parse_markdown_profile(path)
+                profiles[profile.name] = profile
+    return profiles
+
+
+def get_profile(profiles: dict[str, Profile], name: str) -> Profile:
+    try:
+        return profiles[name]
+    except KeyError:
+        raise UnknownAgent(f"unknown agent '{name}'; known agents: {', '.join(sorted(profiles))}") from None

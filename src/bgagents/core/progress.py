@@ -1,0 +1,118 @@
+"""Progress of a running task, read off its own stream at no token cost.
+
+Every change is stored with its event, then announced, so a watcher sees a tool call as it starts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pydantic_ai.messages import (
+    ModelMessage,
+    ModelResponse,
+    ModelResponseStreamEvent,
+    PartDeltaEvent,
+    PartStartEvent,
+    TextPart,
+    TextPartDelta,
+    ToolCallPart,
+)
+
+from ..tools import summarize_args
+from .events import EventBus
+from .schema import Progress, TodoCounts
+from .store import Store
+
+MAX_MESSAGE = 500
+RECENT = 5
+TEXT_EVENT_INTERVAL = 0.25  # seconds between streamed-text progress events
+
+
+def _cut(text: str, limit: int = MAX_MESSAGE) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class ProgressTracker:
+    def __init__(self, task_id: str, turn: int, progress: Progress, persisted: int, store: Store, bus: EventBus,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.task_id = task_id
+        self.turn = turn
+        self.progress = progress.model_copy(deep=True)
+        self.persisted = persisted  # transcript messages already stored
+        self.store = store
+        self.bus = bus
+        self.clock = clock
+        self._streamed_text = ""
+        self._last_text_event = 0.0
+
+    def _activity(self, line: str) -> None:
+        now = self.clock()
+        self.progress.last_activity_at = now
+        self.progress.recent = [*self.progress.recent, _cut(line, 160)][-RECENT:]
+
+    def _values(self) -> dict[str, Any]:
+        return {"progress": self.progress.model_dump(mode="json"), "last_activity_at": self.progress.last_activity_at}
+
+    async def _save(self, event_type: str, data: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
+        event = await self.store.update_task(self.task_id, {**self._values(), **(extra or {})}, event_type,
+                                             {"progress": self.progress.model_dump(mode="json"), **data})
+        if event is not None and event is not True:
+            self.bus.announce(event)  # type: ignore[arg-type]
+
+    async def on_stream_event(self, event: ModelResponseStreamEvent) -> None:
+        """Streamed text becomes `last_message`, at most every TEXT_EVENT_INTERVAL seconds."""
+        if isinstance(event, PartStartEvent) and isinstance(event.part, TextPart):
+            self._streamed_text = event.part.content
+        elif isinstance(event, PartDeltaEvent) and isinstance(event.delta, TextPartDelta):
+            self._streamed_text += event.delta.content_delta
+        else:
+            return
+        now = self.clock()
+        if now - self._last_text_event >= TEXT_EVENT_INTERVAL and self._streamed_text.strip():
+            self._last_text_event = now
+            self.progress.last_message = _cut(self._streamed_text)
+            self.progress.last_activity_at = now
+            await self._save("task.progress", {"kind": "text"})
+
+    async def on_response(self, messages: Sequence[ModelMessage], response: ModelResponse) -> None:
+        """Stores the transcript up to this response together with the new progress, in one transaction."""
+        self.progress.requests += 1
+        self.progress.input_tokens += response.usage.input_tokens or 0
+        self.progress.output_tokens += response.usage.output_tokens or 0
+        text = "".join(p.content for p in response.parts if isinstance(p, TextPart))
+        if text.strip():
+            self.progress.last_message = _cut(text)
+            self._activity(f"said: {text}")
+        else:
+            self.progress.last_activity_at = self.clock()
+        self._streamed_text = ""
+        new = [*messages[self.persisted:], response]
+        calls = [p.tool_name for p in response.parts if isinstance(p, ToolCallPart)]
+        event = await self.store.save_messages(
+            self.task_id, self.turn, self.persisted, new, task_values=self._values(), event_type="task.progress",
+            event_data={"kind": "response", "tool_calls": calls, "progress": self.progress.model_dump(mode="json")},
+        )
+        self.persisted += len(new)
+        if event is not None:
+            self.bus.announce(event)
+
+    async def on_tool_start(self, name: str, args: dict[str, Any]) -> None:
+        self.progress.tool_calls += 1
+        self.progress.last_tool = name
+        self.progress.last_tool_args = summarize_args(name, args)
+        self._activity(self.progress.last_tool_args)
+        await self._save("task.tool_call", {"tool": name, "args": self.progress.last_tool_args})
+
+    async def on_tool_end(self, name: str, error: str | None) -> None:
+        self.progress.last_activity_at = self.clock()
+        await self._save("task.tool_result", {"tool": name, "ok": error is None, "error": error})
+
+    async def on_todos(self, todos: list[dict[str, Any]]) -> None:
+        done = sum(1 for t in todos if t.get("status") in ("completed", "cancelled"))
+        current = next((t.get("content") for t in todos if t.get("status") == "in_progress"), None)
+        self.progress.todos = TodoCounts(done=done, total=len(todos), current=current)
+        self._activity(f"todos: {done}/{len(todos)} done")
+        await self._save("task.todos", {"todos": todos}, extra={"todos": todos})

@@ -1,0 +1,403 @@
+"""`Runtime`: the operations on background tasks, usable in any asyncio program without a server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from dbos import DBOS
+from pydantic_ai.messages import (
+    ModelRequest,
+    ModelResponse,
+    RetryPromptPart,
+    SystemPromptPart,
+    TextPart,
+    ToolCallPart,
+    ToolReturnPart,
+    UserPromptPart,
+)
+from pydantic_ai.models import Model
+
+from ..errors import Conflict, InvalidInput, NotFound
+from ..settings import Settings
+from . import db
+from .engine import Engine
+from .events import EventBus
+from .models import ModelRegistry, concurrency_key, concurrency_limit
+from .names import slugify, task_id as new_task_id
+from .profiles import Profile, get_profile, load_profiles
+from .runner import Services
+from .schema import ACTIVE, TERMINAL, Event, Output, Task, TranscriptEntry
+from .store import Store, load_messages
+
+log = logging.getLogger("bgagents")
+
+LIMIT_KEYS = frozenset({"requests", "input_tokens", "output_tokens", "total_tokens", "tool_calls", "cost_usd"})
+WATCH_INTERVAL = 0.5  # seconds between checks for cancels made by other processes
+
+
+class Runtime:
+    """The durable runtime of this process. Use as `async with Runtime() as rt:`."""
+
+    def __init__(self, settings: Settings | None = None, *, clock: Callable[[], float] = time.time,
+                 executor_id: str | None = None) -> None:
+        self.settings = settings or Settings()
+        self.clock = clock
+        self.executor_id = executor_id
+        self.models = ModelRegistry()
+        self.bus = EventBus()
+        self._profiles: dict[str, Profile] | None = None
+        self._started = False
+        self._watcher: asyncio.Task[None] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Runtime:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        settings = self.settings
+        settings.home.mkdir(parents=True, exist_ok=True)
+        workspace = settings.workspace_path
+        workspace.mkdir(parents=True, exist_ok=True)
+        outputs = settings.home / "outputs"
+        outputs.mkdir(parents=True, exist_ok=True)
+        self._profiles = load_profiles(settings)
+        self.db_engine = db.create_engine(settings.sqlalchemy_url)
+        self.store = Store(self.db_engine, clock=self.clock)
+        self.services = Services(store=self.store, bus=self.bus, models=self.models, profiles=self.profiles,
+                                 workspace=workspace, outputs_dir=outputs.resolve(), clock=self.clock)
+        self.engine = Engine(self.services, settings.sqlalchemy_url, settings.queue_polling_interval,
+                             executor_id=self.executor_id)
+        self.engine.launch()
+        self._started = True
+        await self._reconcile()
+        self._watcher = asyncio.create_task(self._watch_cancels())
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Graceful: no new step starts, running turns stop at a step boundary and resume on next start."""
+        if not self._started:
+            return
+        self._started = False
+        if self._watcher:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        await self.engine.drain(grace)
+        self.engine.destroy()
+        self.store.close()
+        self.db_engine.dispose()
+
+    def profiles(self) -> dict[str, Profile]:
+        assert self._profiles is not None, "the runtime is not started"
+        return self._profiles
+
+    def register_model(self, name: str, model: Model) -> None:
+        """Makes `model` usable under `name` (e.g. a FunctionModel in tests, a configured client)."""
+        self.models.register(name, model)
+
+    async def _reconcile(self) -> None:
+        """Tasks whose workflow was never enqueued (a crash between the two writes) are enqueued now."""
+        for task in await self.store.list_tasks(status=["queued"]):
+            if not await self.engine.workflow_exists(task.id, task.turn):
+                log.info("re-enqueueing task %s after a restart", task.id)
+                prompt = await self._turn_prompt(task)
+                await self._enqueue(task, prompt)
+
+    async def _watch_cancels(self) -> None:
+        """Interrupts local turns whose task another process cancelled."""
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            ids = list(self.services.active)
+            if not ids:
+                continue
+            try:
+                for task in await self.store.list_tasks(status=["cancelled"], ids=ids):
+                    await self.engine.cancel(task.id, task.turn)
+            except Exception:  # the watcher must outlive a passing database error
+                log.exception("cancel watcher")
+
+    # -- launch ------------------------------------------------------------------------------------
+
+    def _concurrency(self, model: str) -> tuple[str, int]:
+        key = concurrency_key(model)
+        c = self.settings.concurrency
+        return key, concurrency_limit(key, c.default, c.providers, c.models)
+
+    def _pick_model(self, model: str | None, profile: Profile) -> str:
+        name = (model or profile.model or self.settings.model or "").strip()
+        if not name:
+            raise InvalidInput("no model given: pass a model (e.g. 'openai:gpt-4o' or 'demo') "
+                               "or set BGAGENTS_MODEL", code="no_model")
+        self.models.resolve(name)
+        return name
+
+    async def _enqueue(self, task: Task, prompt: str) -> None:
+        key, limit = self._concurrency(task.model)
+        await self.engine.enqueue(key, limit, task.id, task.turn, prompt, task.priority)
+
+    async def _turn_prompt(self, task: Task) -> str:
+        events = await self.store.events_since(0, task_id=task.id, limit=10_000)
+        prompts = [e.data["prompt"] for e in events if e.type == "task.resumed" and e.data.get("turn") == task.turn]
+        return prompts[-1] if prompts else task.prompt
+
+    async def launch(self, prompt: str, *, name: str | None = None, description: str = "",
+                     agent: str | None = None, model: str | None = None,
+                     fallback_models: list[str] | None = None, parent_id: str | None = None,
+                     priority: int = 0, limits: dict[str, float] | None = None,
+                     _history: list[Any] | None = None, _forked_from: dict[str, Any] | None = None) -> Task:
+        """Queues a task and returns it at once, in `queued`."""
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise InvalidInput("the prompt is empty", code="empty_prompt")
+        profile = get_profile(self.profiles(), agent or "general")
+        model_name = self._pick_model(model, profile)
+        fallbacks = list(fallback_models if fallback_models is not None else profile.fallback_models)
+        for fallback in fallbacks:
+            self.models.resolve(fallback)
+        limits = {**profile.limits, **(limits or {})}
+        unknown = sorted(set(limits) - LIMIT_KEYS)
+        if unknown:
+            raise InvalidInput(f"unknown limits: {', '.join(unknown)}; known: {', '.join(sorted(LIMIT_KEYS))}")
+        root_id, depth = "", 0
+        if parent_id:
+            parent = await self.store.get_task(parent_id) if parent_id.startswith("bg_") else None
+            if parent_id.startswith("bg_") and parent is None:
+                raise NotFound(f"parent task '{parent_id}' does not exist")
+            if parent is not None:
+                root_id, depth = parent.root_id, parent.depth + 1
+        key, _ = self._concurrency(model_name)
+        tid = new_task_id()
+        task = Task(
+            id=tid, name=slugify(name or prompt), description=description, status="queued", prompt=prompt,
+            agent=profile.name, model=model_name, fallback_models=fallbacks, concurrency_key=key,
+            priority=int(priority), parent_id=parent_id or None, root_id=root_id or tid, depth=depth,
+            limits=limits, created_at=self.clock(), forked_from=_forked_from,
+        )
+        event = await self.store.insert_task(task, _history or [])
+        self.bus.announce(event)
+        try:
+            await self._enqueue(task, prompt)
+        except Exception as exc:
+            await self._fail_unstarted(task, f"could not enqueue: {exc}")
+            raise
+        return task
+
+    async def _fail_unstarted(self, task: Task, message: str) -> None:
+        event = await self.store.update_task(task.id, {"status": "failed", "error": message, "end_reason": "error",
+                                                       "finished_at": self.clock()},
+                                             "task.failed", {"error": message}, only_if_status=ACTIVE)
+        await self.services.publish(event)
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    async def get(self, task_id: str) -> Task:
+        task = await self.store.get_task(task_id)
+        if task is None:
+            raise NotFound(f"no task with id '{task_id}'")
+        return task
+
+    async def list(self, status: list[str] | str | None = None, parent_id: str | None = None,
+                   limit: int | None = None) -> list[Task]:
+        statuses = [status] if isinstance(status, str) else status
+        for s in statuses or []:
+            if s not in ACTIVE | TERMINAL:
+                raise InvalidInput(f"unknown status '{s}'; known: {', '.join(sorted(ACTIVE | TERMINAL))}")
+        if limit is not None and limit < 1:
+            raise InvalidInput("limit must be at least 1")
+        return await self.store.list_tasks(statuses, parent_id, limit)
+
+    async def wait(self, task_id: str, timeout: float | None = None) -> Task:
+        """The task once it ends, or as it is when `timeout` passes."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self.bus.subscribe(lambda e: e.task_id == task_id) as queue:
+            while True:
+                task = await self.get(task_id)
+                if task.finished:
+                    return task
+                remaining = WATCH_INTERVAL if deadline is None else min(WATCH_INTERVAL, deadline - time.monotonic())
+                if remaining <= 0:
+                    return task
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(queue.get(), timeout=remaining)
+
+    async def output(self, task_id: str, wait: bool = False, timeout: float = 60.0) -> Output:
+        if timeout < 0:
+            raise InvalidInput("timeout must not be negative")
+        task = await (self.wait(task_id, timeout) if wait else self.get(task_id))
+        return Output(id=task.id, status=task.status, finished=task.finished, timed_out=wait and not task.finished,
+                      result=task.result, error=task.error, end_reason=task.end_reason, progress=task.progress)
+
+    async def transcript(self, task_id: str, since: int = 0, limit: int = 100,
+                         tool_results: bool = True) -> list[TranscriptEntry]:
+        """Transcript entries of messages `since` (a message index), `limit` messages at a time."""
+        await self.get(task_id)
+        if since < 0 or limit < 1:
+            raise InvalidInput("since must be >= 0 and limit >= 1")
+        rows = await self.store.message_rows(task_id, since=since, limit=limit)
+        entries: list[TranscriptEntry] = []
+        for row, message in zip(rows, load_messages(r["message"] for r in rows), strict=True):
+            entries.extend(_entries(row["idx"], row["turn"], message, tool_results))
+        return entries
+
+    async def running_counts(self) -> dict[str, int]:
+        """Running (or waiting) tasks per concurrency key; a key with none is absent."""
+        return await self.store.running_counts()
+
+    async def events(self, since: int = 0, task_id: str | None = None,
+                     conversation_id: str | None = None) -> AsyncIterator[Event]:
+        """Stored events after `since`, then live ones, in order and without gaps."""
+        def accept(e: Event) -> bool:
+            return (task_id is None or e.task_id == task_id) and (
+                conversation_id is None or e.conversation_id == conversation_id)
+
+        with self.bus.subscribe(accept) as queue:
+            last = since
+            while True:
+                batch = await self.store.events_since(last, task_id, conversation_id)
+                for event in batch:
+                    last = event.seq
+                    yield event
+                if len(batch) == 500:
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(queue.get(), timeout=1.0)
+                while not queue.empty():
+                    queue.get_nowait()
+
+    # -- control -----------------------------------------------------------------------------------
+
+    async def cancel(self, task_id: str, end_reason: str = "user") -> Task:
+        """A queued task leaves its queue; a running one is interrupted (its model request or tool too)."""
+        task = await self.get(task_id)
+        if task.finished:
+            raise Conflict(f"task {task_id} is already {task.status}", code="already_finished")
+        event = await self.store.update_task(
+            task_id, {"status": "cancelled", "end_reason": end_reason, "finished_at": self.clock(),
+                      "error": "cancelled by the user" if end_reason == "user" else f"cancelled: {end_reason}"},
+            "task.cancelled", {"end_reason": end_reason}, only_if_status=ACTIVE)
+        if event is None:
+            raise Conflict(f"task {task_id} finished before it could be cancelled", code="already_finished")
+        await self.services.publish(event)
+        await self.engine.cancel(task_id, task.turn)
+        return await self.get(task_id)
+
+    async def cancel_all(self, parent_id: str | None = None) -> list[Task]:
+        """Cancels every queued or running task, or every descendant of `parent_id`."""
+        targets = await self.store.list_tasks(status=list(ACTIVE))
+        if parent_id is not None:
+            children: dict[str | None, list[Task]] = {}
+            every = await self.store.list_tasks()
+            for t in every:
+                children.setdefault(t.parent_id, []).append(t)
+            wanted: set[str] = set()
+            stack = [parent_id]
+            while stack:
+                for child in children.get(stack.pop(), []):
+                    if child.id not in wanted:
+                        wanted.add(child.id)
+                        stack.append(child.id)
+            targets = [t for t in targets if t.id in wanted]
+        cancelled = []
+        for task in targets:
+            with contextlib.suppress(Conflict, NotFound):
+                cancelled.append(await self.cancel(task.id))
+        return cancelled
+
+    async def resume(self, task_id: str, prompt: str) -> Task:
+        """A follow-up turn on the task's own session, keeping its id; refused while it is active."""
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise InvalidInput("the prompt is empty", code="empty_prompt")
+        task = await self.get(task_id)
+        if not task.finished:
+            raise Conflict(f"task {task_id} is {task.status}; resume works on a finished task "
+                           "(use send to steer a running one)")
+        self.models.resolve(task.model)
+        turn = task.turn + 1
+        event = await self.store.update_task(
+            task_id, {"status": "queued", "turn": turn, "finished_at": None, "error": None, "end_reason": None,
+                      "result": None},
+            "task.resumed", {"turn": turn, "prompt": prompt}, only_if_status=TERMINAL)
+        if event is None:
+            raise Conflict(f"task {task_id} changed state; try again")
+        await self.services.publish(event)
+        task = await self.get(task_id)
+        await self._enqueue(task, prompt)
+        return task
+
+    async def send(self, task_id: str, message: str) -> Task:
+        """Steers a task: the message reaches the agent before its next model request. Stored first."""
+        if not isinstance(message, str) or not message.strip():
+            raise InvalidInput("the message is empty", code="empty_message")
+        task = await self.get(task_id)
+        event = await self.store.add_steering(task_id, message, ACTIVE)
+        if event is None:
+            raise Conflict(f"task {task_id} is {task.status}; use resume to give a finished task a new prompt")
+        await self.services.publish(event)
+        return await self.get(task_id)
+
+    async def fork(self, task_id: str, prompt: str, at: int | None = None, model: str | None = None,
+                   name: str | None = None) -> Task:
+        """A new task on a copy of the session (whole, or its first `at` messages), optionally another model."""
+        source = await self.get(task_id)
+        rows = await self.store.message_rows(task_id)
+        if at is not None and not 0 <= at <= len(rows):
+            raise InvalidInput(f"at must be between 0 and {len(rows)} (the transcript's message count)")
+        history = load_messages(r["message"] for r in rows[: len(rows) if at is None else at])
+        while history and isinstance(history[-1], ModelResponse) and any(
+                isinstance(p, ToolCallPart) for p in history[-1].parts):
+            history.pop()  # a dangling tool call cannot be continued; fork from the message before it
+        return await self.launch(
+            prompt, name=name, agent=source.agent, model=model or source.model,
+            fallback_models=source.fallback_models, parent_id=source.parent_id, priority=source.priority,
+            limits=source.limits, _history=history,
+            _forked_from={"task_id": source.id, "at": len(history)},
+        )
+
+    async def workflow_statuses(self, task_id: str) -> list[str]:
+        """DBOS's view of the task's workflows (for diagnostics and tests)."""
+        task = await self.get(task_id)
+        out = []
+        for turn in range(1, task.turn + 1):
+            status = await DBOS.get_workflow_status_async(f"{task_id}.{turn}")
+            out.append(status.status if status else "missing")
+        return out
+
+
+def _text(content: Any) -> str:
+    return content if isinstance(content, str) else str(content)
+
+
+def _entries(index: int, turn: int, message: Any, tool_results: bool) -> list[TranscriptEntry]:
+    out: list[TranscriptEntry] = []
+    when = getattr(message, "timestamp", None)
+    ts = when.timestamp() if when else None
+
+    def add(role: Any, content: str, **kw: Any) -> None:
+        out.append(TranscriptEntry(index=index, turn=turn, role=role, content=content, time=ts, **kw))
+
+    if isinstance(message, ModelRequest):
+        for part in message.parts:
+            if isinstance(part, SystemPromptPart):
+                add("system", part.content)
+            elif isinstance(part, UserPromptPart):
+                add("user", _text(part.content))
+            elif isinstance(part, ToolReturnPart) and tool_results:
+                add("tool_result", part.model_response_str(), tool_name=part.tool_name,
+                    tool_call_id=part.tool_call_id)
+            elif isinstance(part, RetryPromptPart) and tool_results:
+                add("retry", part.model_response(), tool_name=part.tool_name, tool_call_id=part.tool_call_id)
+    elif isinstance(message, ModelResponse):
+        for rpart in message.parts:
+            if isinstance(rpart, TextPart) and rpart.content:
+                add("assistant", rpart.content)
+            elif isinstance(rpart, ToolCallPart):
+                add("tool_call", rpart.args_as_json_str(), tool_name=rpart.tool_name, tool_call_id=rpart.tool_call_id)
+    return out

@@ -1,0 +1,260 @@
+"""Reads and writes of the runtime's tables. Every state change is written with its event, in one transaction.
+
+Calls are synchronous SQLAlchemy run in a worker thread, so the event loop never waits on the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from pydantic_ai.messages import ModelMessage, ModelMessagesTypeAdapter, ModelResponse
+from pydantic_core import to_jsonable_python
+
+from . import db
+from .schema import Event, Task
+
+T = TypeVar("T")
+
+
+def _task_from_row(row: sa.Row[Any]) -> Task:
+    return Task.model_validate(dict(row._mapping))
+
+
+def _event_from_row(row: sa.Row[Any]) -> Event:
+    return Event.model_validate(dict(row._mapping))
+
+
+def _dump_message(message: ModelMessage) -> Any:
+    return to_jsonable_python(message, bytes_mode="base64")
+
+
+def load_messages(rows: Iterable[Any]) -> list[ModelMessage]:
+    return list(ModelMessagesTypeAdapter.validate_python(list(rows)))
+
+
+class Store:
+    def __init__(self, engine: sa.Engine, *, clock: Callable[[], float] = time.time) -> None:
+        self.engine = engine
+        self.clock = clock
+        # our own threads: the loop's default executor belongs to DBOS, which shuts it down on destroy
+        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="bgagents-db")
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- tasks -------------------------------------------------------------------------------------
+
+    def _insert_event(self, conn: sa.Connection, type_: str, task_id: str | None, data: dict[str, Any],
+                      conversation_id: str | None = None) -> Event:
+        now = self.clock()
+        seq = conn.execute(
+            db.events.insert().values(time=now, type=type_, task_id=task_id, data=to_jsonable_python(data),
+                                      conversation_id=conversation_id)
+        ).inserted_primary_key
+        assert seq is not None
+        return Event(seq=seq[0], time=now, type=type_, task_id=task_id, conversation_id=conversation_id,
+                     data=data)
+
+    def insert_task_sync(self, task: Task, messages: Sequence[ModelMessage] = ()) -> Event:
+        with self.engine.begin() as conn:
+            values = task.model_dump(mode="json")
+            conn.execute(db.tasks.insert().values(**values))
+            self._insert_messages(conn, task.id, 0, 0, messages)
+            return self._insert_event(conn, "task.queued", task.id, {"task": values})
+
+    async def insert_task(self, task: Task, messages: Sequence[ModelMessage] = ()) -> Event:
+        return await self._run(self.insert_task_sync, task, messages)
+
+    def get_task_sync(self, task_id: str) -> Task | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(db.tasks).where(db.tasks.c.id == task_id)).first()
+        return _task_from_row(row) if row else None
+
+    async def get_task(self, task_id: str) -> Task | None:
+        return await self._run(self.get_task_sync, task_id)
+
+    def list_tasks_sync(self, status: Sequence[str] | None = None, parent_id: str | None = None,
+                        limit: int | None = None, ids: Sequence[str] | None = None) -> list[Task]:
+        query = sa.select(db.tasks).order_by(db.tasks.c.created_at.desc(), db.tasks.c.id.desc())
+        if status:
+            query = query.where(db.tasks.c.status.in_(list(status)))
+        if parent_id is not None:
+            query = query.where(db.tasks.c.parent_id == parent_id)
+        if ids is not None:
+            query = query.where(db.tasks.c.id.in_(list(ids)))
+        if limit:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [_task_from_row(row) for row in conn.execute(query)]
+
+    async def list_tasks(self, status: Sequence[str] | None = None, parent_id: str | None = None,
+                         limit: int | None = None, ids: Sequence[str] | None = None) -> list[Task]:
+        return await self._run(self.list_tasks_sync, status, parent_id, limit, ids)
+
+    def update_task_sync(self, task_id: str, values: dict[str, Any], event_type: str | None,
+                         event_data: dict[str, Any] | None = None,
+                         only_if_status: Iterable[str] | None = None) -> Event | bool | None:
+        """Updates a task and stores its event atomically; with `only_if_status`, only from those states.
+
+        Returns the event (or True when there is none) when the row changed, None when it did not.
+        """
+        with self.engine.begin() as conn:
+            query = db.tasks.update().where(db.tasks.c.id == task_id)
+            if only_if_status is not None:
+                query = query.where(db.tasks.c.status.in_(list(only_if_status)))
+            changed = conn.execute(query.values(**to_jsonable_python(values))).rowcount
+            if not changed:
+                return None
+            if event_type is None:
+                return True
+            return self._insert_event(conn, event_type, task_id, event_data or {})
+
+    async def update_task(self, task_id: str, values: dict[str, Any], event_type: str | None,
+                          event_data: dict[str, Any] | None = None,
+                          only_if_status: Iterable[str] | None = None) -> Event | bool | None:
+        return await self._run(self.update_task_sync, task_id, values, event_type, event_data, only_if_status)
+
+    def count_descendants_sync(self, root_id: str) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(
+                sa.select(sa.func.count()).select_from(db.tasks).where(db.tasks.c.root_id == root_id,
+                                                                       db.tasks.c.id != root_id)
+            ).scalar_one())
+
+    def running_counts_sync(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(db.tasks.c.concurrency_key, sa.func.count())
+                .where(db.tasks.c.status.in_(["running", "waiting"]))
+                .group_by(db.tasks.c.concurrency_key)
+            )
+            return {key: int(n) for key, n in rows}
+
+    # -- events ------------------------------------------------------------------------------------
+
+    def add_event_sync(self, type_: str, task_id: str | None, data: dict[str, Any],
+                       conversation_id: str | None = None) -> Event:
+        with self.engine.begin() as conn:
+            return self._insert_event(conn, type_, task_id, data, conversation_id)
+
+    async def add_event(self, type_: str, task_id: str | None, data: dict[str, Any],
+                        conversation_id: str | None = None) -> Event:
+        return await self._run(self.add_event_sync, type_, task_id, data, conversation_id)
+
+    def events_since_sync(self, since: int, task_id: str | None = None, conversation_id: str | None = None,
+                          limit: int = 500) -> list[Event]:
+        query = sa.select(db.events).where(db.events.c.seq > since).order_by(db.events.c.seq).limit(limit)
+        if task_id is not None:
+            query = query.where(db.events.c.task_id == task_id)
+        if conversation_id is not None:
+            query = query.where(db.events.c.conversation_id == conversation_id)
+        with self.engine.connect() as conn:
+            return [_event_from_row(row) for row in conn.execute(query)]
+
+    async def events_since(self, since: int, task_id: str | None = None, conversation_id: str | None = None,
+                           limit: int = 500) -> list[Event]:
+        return await self._run(self.events_since_sync, since, task_id, conversation_id, limit)
+
+    # -- transcripts -------------------------------------------------------------------------------
+
+    def _insert_messages(self, conn: sa.Connection, session_id: str, turn: int, start: int,
+                         messages: Sequence[ModelMessage]) -> None:
+        """Upserts messages from index `start`: a replayed step writes the same rows again, harmlessly."""
+        if not messages:
+            return
+        now = self.clock()
+        conn.execute(db.messages.delete().where(db.messages.c.session_id == session_id,
+                                                db.messages.c.idx >= start,
+                                                db.messages.c.idx < start + len(messages)))
+        conn.execute(db.messages.insert(), [
+            {"session_id": session_id, "idx": start + i, "turn": turn,
+             "kind": "response" if isinstance(m, ModelResponse) else "request",
+             "message": _dump_message(m), "created_at": now}
+            for i, m in enumerate(messages)
+        ])
+
+    def save_messages_sync(self, session_id: str, turn: int, start: int, messages: Sequence[ModelMessage],
+                           task_values: dict[str, Any] | None = None, event_type: str | None = None,
+                           event_data: dict[str, Any] | None = None) -> Event | None:
+        with self.engine.begin() as conn:
+            self._insert_messages(conn, session_id, turn, start, messages)
+            if task_values:
+                conn.execute(db.tasks.update().where(db.tasks.c.id == session_id)
+                             .values(**to_jsonable_python(task_values)))
+            if event_type:
+                return self._insert_event(conn, event_type, session_id, event_data or {})
+        return None
+
+    async def save_messages(self, session_id: str, turn: int, start: int, messages: Sequence[ModelMessage],
+                            task_values: dict[str, Any] | None = None, event_type: str | None = None,
+                            event_data: dict[str, Any] | None = None) -> Event | None:
+        return await self._run(self.save_messages_sync, session_id, turn, start, messages, task_values,
+                               event_type, event_data)
+
+    def message_rows_sync(self, session_id: str, before_turn: int | None = None, since: int = 0,
+                          limit: int | None = None) -> list[dict[str, Any]]:
+        query = (sa.select(db.messages).where(db.messages.c.session_id == session_id, db.messages.c.idx >= since)
+                 .order_by(db.messages.c.idx))
+        if before_turn is not None:
+            query = query.where(db.messages.c.turn < before_turn)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    async def message_rows(self, session_id: str, before_turn: int | None = None, since: int = 0,
+                           limit: int | None = None) -> list[dict[str, Any]]:
+        return await self._run(self.message_rows_sync, session_id, before_turn, since, limit)
+
+    async def history(self, session_id: str, before_turn: int) -> list[ModelMessage]:
+        rows = await self.message_rows(session_id, before_turn=before_turn)
+        return load_messages(row["message"] for row in rows)
+
+    # -- steering ----------------------------------------------------------------------------------
+
+    def add_steering_sync(self, task_id: str, text: str, allowed_status: Iterable[str]) -> Event | None:
+        """Stores a steering message only while the task is in `allowed_status` (checked in the transaction)."""
+        with self.engine.begin() as conn:
+            status = conn.execute(sa.select(db.tasks.c.status).where(db.tasks.c.id == task_id)).scalar()
+            if status not in set(allowed_status):
+                return None
+            conn.execute(db.steering.insert().values(task_id=task_id, text=text, created_at=self.clock()))
+            return self._insert_event(conn, "task.steered", task_id, {"message": text})
+
+    async def add_steering(self, task_id: str, text: str, allowed_status: Iterable[str]) -> Event | None:
+        return await self._run(self.add_steering_sync, task_id, text, allowed_status)
+
+    def claim_steering_sync(self, task_id: str) -> list[str]:
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                sa.select(db.steering.c.id, db.steering.c.text)
+                .where(db.steering.c.task_id == task_id, db.steering.c.claimed.is_(False))
+                .order_by(db.steering.c.id)
+            ).all()
+            if rows:
+                conn.execute(db.steering.update().where(db.steering.c.id.in_([r.id for r in rows]))
+                             .values(claimed=True))
+            return [r.text for r in rows]
+
+    async def claim_steering(self, task_id: str) -> list[str]:
+        return await self._run(self.claim_steering_sync, task_id)
+
+    # -- todos -------------------------------------------------------------------------------------
+
+    def get_todos_sync(self, task_id: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(sa.select(db.tasks.c.todos).where(db.tasks.c.id == task_id)).scalar() or [])
+
+    async def get_todos(self, task_id: str) -> list[dict[str, Any]]:
+        return await self._run(self.get_todos_sync, task_id)
+
+    async def running_counts(self) -> dict[str, int]:
+        return await self._run(self.running_counts_sync)

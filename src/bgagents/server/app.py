@@ -1,0 +1,57 @@
+"""The FastAPI application: /api/v1 routes over one `Runtime`, token auth, JSON errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+
+from .. import __version__
+from ..core.runtime import Runtime
+from . import events, tasks
+from .auth import require_token
+from .errors import install_error_handlers
+
+
+def create_app(runtime: Runtime, token: str, *, manage_runtime: bool = True) -> FastAPI:
+    """An app serving `runtime`; with `manage_runtime`, the app starts and stops it with its lifespan."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if manage_runtime:
+            await runtime.start()
+        try:
+            yield
+        finally:
+            if manage_runtime:
+                await runtime.stop()
+
+    app = FastAPI(title="bgagents", version=__version__, lifespan=lifespan,
+                  description="Durable background LLM agents: launch, watch, steer, cancel, resume, fork.")
+    app.state.runtime = runtime
+    app.state.token = token
+    install_error_handlers(app)
+
+    @app.get("/healthz", tags=["meta"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    api = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)])
+    api.include_router(tasks.router)
+    api.include_router(events.router)
+
+    @api.get("/agents", tags=["meta"])
+    async def agents(request: Request) -> list[dict[str, Any]]:
+        rt: Runtime = request.app.state.runtime
+        return [p.model_dump(include={"name", "description", "model", "tools", "source"})
+                for p in rt.profiles().values()]
+
+    @api.get("/stats", tags=["meta"])
+    async def stats(request: Request) -> dict[str, Any]:
+        rt: Runtime = request.app.state.runtime
+        return {"running": await rt.running_counts()}
+
+    app.include_router(api)
+    return app

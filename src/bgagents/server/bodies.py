@@ -1,0 +1,41 @@
+"""Request bodies of the HTTP API. Unknown fields are refused, so a typo is an error, not a silent no-op."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LaunchBody(Body):
+    prompt: str = Field(min_length=1)
+    name: str | None = None
+    description: str = ""
+    agent: str | None = None
+    model: str | None = None
+    fallback_models: list[str] | None = None
+    priority: int = 0
+    parent_id: str | None = None
+    limits: dict[str, float] | None = None
+
+
+class ResumeBody(Body):
+    prompt: str = Field(min_length=1)
+
+
+class MessageBody(Body):
+    message: str = Field(min_length=1)
+
+
+class ForkBody(Body):
+    prompt: str = Field(min_length=1)
+    at: int | None = Field(None, ge=0)
+    model: str | None = None
+    name: str | None = None
+
+
+class CancelAllBody(Body):
+    all: bool = True
+    parent_id: str | None = None

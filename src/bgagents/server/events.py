@@ -1,0 +1,46 @@
+"""Server-Sent Events: stored events after `since` (or `Last-Event-ID`), then live ones."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+
+from ..core.runtime import Runtime
+from ..errors import InvalidInput
+
+router = APIRouter(tags=["events"])
+
+
+async def start_after(
+    request: Request,
+    task: str | None = None,
+    since: Annotated[int, Query(ge=0, description="Replay events after this sequence number")] = 0,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> int:
+    """Checks the request before the stream opens, so bad input is a JSON error, not a broken stream."""
+    start = since
+    if last_event_id:
+        if not last_event_id.strip().isdigit():
+            raise InvalidInput("Last-Event-ID must be an event sequence number")
+        start = max(start, int(last_event_id))
+    if task is not None:
+        rt: Runtime = request.app.state.runtime
+        await rt.get(task)
+    return start
+
+
+@router.get("/events", response_class=EventSourceResponse)
+async def events(
+    request: Request,
+    start: Annotated[int, Depends(start_after)],
+    task: str | None = None,
+    conversation: str | None = None,
+) -> AsyncIterable[ServerSentEvent]:
+    rt: Runtime = request.app.state.runtime
+    async for event in rt.events(since=start, task_id=task, conversation_id=conversation):
+        if await request.is_disconnected():
+            break
+        yield ServerSentEvent(data=event.model_dump(mode="json"), event=event.type, id=str(event.seq))

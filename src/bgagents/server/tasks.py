@@ -1,0 +1,88 @@
+"""Routes for tasks: launch, read, wait, transcript, cancel, resume, steer, fork."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+
+from ..core.runtime import Runtime
+from ..core.schema import Output, Task, TranscriptEntry
+from ..errors import InvalidInput
+from .bodies import CancelAllBody, ForkBody, LaunchBody, MessageBody, ResumeBody
+
+router = APIRouter(prefix="/tasks", tags=["tasks"])
+
+
+def runtime(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+@router.post("", status_code=201)
+async def launch(body: LaunchBody, request: Request) -> Task:
+    return await runtime(request).launch(**body.model_dump())
+
+
+@router.get("")
+async def list_tasks(
+    request: Request,
+    status: Annotated[str | None, Query(description="Comma-separated statuses")] = None,
+    parent: str | None = None,
+    limit: Annotated[int | None, Query(ge=1, le=10_000)] = None,
+) -> list[Task]:
+    statuses = [s.strip() for s in status.split(",") if s.strip()] if status else None
+    return await runtime(request).list(statuses, parent, limit)
+
+
+@router.post("/cancel")
+async def cancel_all(body: CancelAllBody, request: Request) -> list[Task]:
+    if not body.all and body.parent_id is None:
+        raise InvalidInput("say all=true, or give parent_id")
+    return await runtime(request).cancel_all(body.parent_id)
+
+
+@router.get("/{task_id}")
+async def get_task(task_id: str, request: Request) -> Task:
+    return await runtime(request).get(task_id)
+
+
+@router.get("/{task_id}/output")
+async def output(
+    task_id: str,
+    request: Request,
+    wait: bool = False,
+    timeout: Annotated[float, Query(ge=0, le=3600)] = 60.0,
+) -> Output:
+    return await runtime(request).output(task_id, wait=wait, timeout=timeout)
+
+
+@router.get("/{task_id}/transcript")
+async def transcript(
+    task_id: str,
+    request: Request,
+    since: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    tool_results: bool = True,
+) -> list[TranscriptEntry]:
+    return await runtime(request).transcript(task_id, since=since, limit=limit, tool_results=tool_results)
+
+
+@router.post("/{task_id}/cancel")
+async def cancel(task_id: str, request: Request) -> Task:
+    return await runtime(request).cancel(task_id)
+
+
+@router.post("/{task_id}/resume")
+async def resume(task_id: str, body: ResumeBody, request: Request) -> Task:
+    return await runtime(request).resume(task_id, body.prompt)
+
+
+@router.post("/{task_id}/messages")
+async def send(task_id: str, body: MessageBody, request: Request) -> Task:
+    return await runtime(request).send(task_id, body.message)
+
+
+@router.post("/{task_id}/fork", status_code=201)
+async def fork(task_id: str, body: ForkBody, request: Request) -> Task:
+    return await runtime(request).fork(task_id, body.prompt, at=body.at, model=body.model, name=body.name)

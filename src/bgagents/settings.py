@@ -1,0 +1,116 @@
+"""Settings: `$BGAGENTS_HOME/config.toml`, overridden by `BGAGENTS_*` environment variables.
+
+Every key of the file is also an environment variable: `BGAGENTS_KEY` at top level and
+`BGAGENTS_SECTION__KEY` inside a section (`BGAGENTS_CONCURRENCY__DEFAULT=3`).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_URL = "http://127.0.0.1:8321"
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("BGAGENTS_HOME") or Path.home() / ".bgagents").expanduser()
+
+
+class ConcurrencySettings(BaseModel):
+    """Running tasks per concurrency key: per model, else per provider, else the default; 0 = unlimited."""
+
+    default: int = Field(5, ge=0)
+    providers: dict[str, int] = Field(default_factory=dict)
+    models: dict[str, int] = Field(default_factory=dict)
+
+
+class ProfileSettings(BaseModel):
+    """An agent profile written in `[agents.NAME]` of the config file."""
+
+    description: str = ""
+    model: str | None = None
+    fallback_models: list[str] = Field(default_factory=list)
+    tools: list[str] | None = None
+    disallowed_tools: list[str] = Field(default_factory=list)
+    permissions: dict[str, Any] = Field(default_factory=dict)
+    max_turns: int | None = None
+    limits: dict[str, float] = Field(default_factory=dict)
+    prompt: str = ""
+
+
+class ServerSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8321
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="BGAGENTS_",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    home: Path = Field(default_factory=default_home)
+    database_url: str | None = None
+    model: str | None = None
+    workspace: Path | None = None
+    token: str | None = None
+    url: str = DEFAULT_URL
+    queue_polling_interval: float = Field(0.01, gt=0)
+    concurrency: ConcurrencySettings = Field(default_factory=ConcurrencySettings)
+    agents: dict[str, ProfileSettings] = Field(default_factory=dict)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        home = getattr(init_settings, "init_kwargs", {}).get("home") or default_home()
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=Path(home).expanduser() / "config.toml")
+        return (init_settings, env_settings, toml)
+
+    @property
+    def workspace_path(self) -> Path:
+        return (self.workspace or self.home / "workspace").expanduser().resolve()
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            url = self.database_url
+            if url.startswith("postgres://"):
+                url = "postgresql://" + url.removeprefix("postgres://")
+            if url.startswith("postgresql://"):
+                url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+            return url
+        return f"sqlite:///{self.home.expanduser().resolve() / 'bgagents.db'}"
+
+    def resolve_token(self, *, create: bool) -> str | None:
+        """The API token: `BGAGENTS_TOKEN`, else `$BGAGENTS_HOME/token`, generated (0600) when asked."""
+        if self.token:
+            return self.token
+        path = self.home.expanduser() / "token"
+        if path.exists():
+            return path.read_text().strip() or None
+        if not create:
+            return None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        token = secrets.token_urlsafe(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+        return token

@@ -1,0 +1,49 @@
+"""The built-in tools of native agents; their names are part of the interface."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from pydantic_ai.toolsets import FunctionToolset
+
+from .context import Todo, TodoStore, ToolContext
+from .files import edit, glob, grep, read, write
+from .shell import bash
+from .todos import todoread, todowrite
+from .workspace import WorkspaceError, resolve_path
+
+TOOLS: dict[str, Any] = {
+    "bash": bash, "read": read, "write": write, "edit": edit, "glob": glob, "grep": grep,
+    "todowrite": todowrite, "todoread": todoread,
+}
+BUILTIN_TOOL_NAMES: tuple[str, ...] = tuple(TOOLS)
+READ_ONLY_TOOL_NAMES: tuple[str, ...] = ("read", "glob", "grep", "todoread")
+
+
+def build_toolset(names: Iterable[str]) -> FunctionToolset[ToolContext]:
+    names = list(names)
+    unknown = [n for n in names if n not in TOOLS]
+    if unknown:
+        raise ValueError(f"unknown tools: {', '.join(unknown)}; built-in tools: {', '.join(TOOLS)}")
+    return FunctionToolset([TOOLS[n] for n in names], max_retries=3)
+
+
+def summarize_args(tool_name: str, args: dict[str, Any]) -> str:
+    """A one-line form of a call for progress displays, e.g. `bash: ls -la`."""
+    key = {"bash": "command", "read": "path", "write": "path", "edit": "path", "glob": "pattern",
+           "grep": "pattern"}.get(tool_name)
+    if key and key in args:
+        detail = str(args[key])
+    elif tool_name == "todowrite" and isinstance(args.get("todos"), list):
+        detail = f"{len(args['todos'])} todos"
+    else:
+        detail = ", ".join(f"{k}={v}" for k, v in args.items())
+    line = f"{tool_name}: {' '.join(detail.split())}" if detail else tool_name
+    return line if len(line) <= 120 else line[:119] + "…"
+
+
+__all__ = [
+    "BUILTIN_TOOL_NAMES", "READ_ONLY_TOOL_NAMES", "Todo", "TodoStore", "ToolContext", "WorkspaceError",
+    "build_toolset", "resolve_path", "summarize_args",
+]

@@ -1,0 +1,31 @@
+"""What the built-in tools get from the runtime: the task, its workspace and its todo list."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+from pydantic import BaseModel
+
+
+class Todo(BaseModel):
+    content: str
+    status: Literal["pending", "in_progress", "completed", "cancelled"] = "pending"
+    id: str | None = None
+
+
+class TodoStore(Protocol):
+    async def load_todos(self, task_id: str) -> list[Todo]: ...
+
+    async def save_todos(self, task_id: str, todos: list[Todo]) -> None: ...
+
+
+@dataclass
+class ToolContext:
+    task_id: str
+    workspace: Path
+    outputs_dir: Path
+    todos: TodoStore
+    bash_timeout: float = 120.0
+    max_output_chars: int = 30_000

@@ -1,0 +1,159 @@
+"""File tools: `read`, `write`, `edit`, `glob`, `grep`, all confined to the workspace."""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import re
+from pathlib import Path
+
+from pydantic_ai import ModelRetry, RunContext
+
+from .context import ToolContext
+from .workspace import relative, resolve_path
+
+MAX_LINE = 2000
+MAX_MATCHES = 200
+
+
+def _is_binary(path: Path) -> bool:
+    with path.open("rb") as f:
+        return b"\x00" in f.read(8192)
+
+
+async def read(ctx: RunContext[ToolContext], path: str, offset: int = 0, limit: int = 2000) -> str:
+    """Read a text file, with line numbers.
+
+    Args:
+        path: File path, relative to the workspace.
+        offset: The first line to show (0-based).
+        limit: How many lines to show at most.
+    """
+    target = resolve_path(ctx.deps.workspace, path, extra_roots=[ctx.deps.outputs_dir])
+    if not target.exists():
+        raise ModelRetry(f"file '{path}' does not exist")
+    if target.is_dir():
+        raise ModelRetry(f"'{path}' is a directory; use glob to list it")
+    if _is_binary(target):
+        raise ModelRetry(f"'{path}' is a binary file")
+    lines = target.read_text(encoding="utf-8", errors="replace").splitlines()
+    offset, limit = max(0, offset), max(1, limit)
+    shown = lines[offset: offset + limit]
+    out = [f"{offset + i + 1:6}\t{line[:MAX_LINE]}" for i, line in enumerate(shown)]
+    if offset + limit < len(lines):
+        out.append(f"… {len(lines) - offset - limit} more lines; read again with offset={offset + limit}")
+    return "\n".join(out) if out else "(empty file)"
+
+
+async def write(ctx: RunContext[ToolContext], path: str, content: str) -> str:
+    """Write a file (creating folders as needed), replacing what was there.
+
+    Args:
+        path: File path, relative to the workspace.
+        content: The whole new content.
+    """
+    target = resolve_path(ctx.deps.workspace, path)
+    if target.is_dir():
+        raise ModelRetry(f"'{path}' is a directory")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    data = content.encode("utf-8")
+    target.write_bytes(data)
+    return f"wrote {len(data)} bytes to {relative(ctx.deps.workspace, target)}"
+
+
+async def edit(ctx: RunContext[ToolContext], path: str, old_string: str, new_string: str,
+               replace_all: bool = False) -> str:
+    """Replace exact text in a file.
+
+    Args:
+        path: File path, relative to the workspace.
+        old_string: The exact text to replace; it must appear once unless replace_all is true.
+        new_string: The text to put instead.
+        replace_all: Replace every occurrence.
+    """
+    if old_string == new_string:
+        raise ModelRetry("old_string and new_string are the same")
+    if not old_string:
+        raise ModelRetry("old_string is empty; use write to create a file")
+    target = resolve_path(ctx.deps.workspace, path)
+    if not target.is_file():
+        raise ModelRetry(f"file '{path}' does not exist")
+    text = target.read_text(encoding="utf-8")
+    count = text.count(old_string)
+    if count == 0:
+        raise ModelRetry(f"old_string was not found in '{path}'")
+    if count > 1 and not replace_all:
+        raise ModelRetry(f"old_string appears {count} times in '{path}'; give more context or set replace_all")
+    target.write_text(text.replace(old_string, new_string), encoding="utf-8")
+    return f"replaced {count if replace_all else 1} occurrence(s) in {relative(ctx.deps.workspace, target)}"
+
+
+def _walk(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if ".git" not in p.relative_to(root).parts and p.is_file()]
+
+
+async def glob(ctx: RunContext[ToolContext], pattern: str, path: str = ".") -> str:
+    """Find files by name pattern (e.g. `**/*.py`), newest first.
+
+    Args:
+        pattern: A glob pattern, relative to `path`.
+        path: The folder to search, relative to the workspace.
+    """
+    root = resolve_path(ctx.deps.workspace, path)
+    if not root.is_dir():
+        raise ModelRetry(f"'{path}' is not a directory")
+
+    def find() -> list[Path]:
+        found = [p for p in root.glob(pattern) if ".git" not in p.relative_to(root).parts]
+        inside = [p for p in found if p.resolve().is_relative_to(ctx.deps.workspace.resolve())]
+        return sorted(inside, key=lambda p: p.stat().st_mtime if p.exists() else 0, reverse=True)
+
+    try:
+        matches = await asyncio.to_thread(find)
+    except (ValueError, NotImplementedError) as exc:
+        raise ModelRetry(f"bad glob pattern '{pattern}': {exc}") from None
+    if not matches:
+        return "no files match"
+    lines = [relative(ctx.deps.workspace, p) + ("/" if p.is_dir() else "") for p in matches[:MAX_MATCHES]]
+    if len(matches) > MAX_MATCHES:
+        lines.append(f"… {len(matches) - MAX_MATCHES} more")
+    return "\n".join(lines)
+
+
+async def grep(ctx: RunContext[ToolContext], pattern: str, path: str = ".", include: str | None = None) -> str:
+    """Search file contents with a regular expression; prints `file:line: text`.
+
+    Args:
+        pattern: A Python regular expression.
+        path: The folder or file to search, relative to the workspace.
+        include: Only files whose name matches this glob (e.g. `*.py`).
+    """
+    try:
+        regex = re.compile(pattern)
+    except re.error as exc:
+        raise ModelRetry(f"bad regular expression '{pattern}': {exc}") from None
+    root = resolve_path(ctx.deps.workspace, path)
+    if not root.exists():
+        raise ModelRetry(f"'{path}' does not exist")
+
+    def search() -> list[str]:
+        files = [root] if root.is_file() else _walk(root)
+        out: list[str] = []
+        for file in sorted(files):
+            if include and not fnmatch.fnmatch(file.name, include):
+                continue
+            if not file.resolve().is_relative_to(ctx.deps.workspace.resolve()) or _is_binary(file):
+                continue
+            for n, line in enumerate(file.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+                if regex.search(line):
+                    out.append(f"{relative(ctx.deps.workspace, file)}:{n}: {line[:500]}")
+                    if len(out) > MAX_MATCHES:
+                        return out
+        return out
+
+    matches = await asyncio.to_thread(search)
+    if not matches:
+        return "no matches"
+    if len(matches) > MAX_MATCHES:
+        return "\n".join(matches[:MAX_MATCHES]) + f"\n… more matches; narrow the search"
+    return "\n".join(matches)

@@ -1,0 +1,181 @@
+"""Shared fixtures: a runtime on a temporary home, scripted models, a real server process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pydantic_ai.messages import (
+    ModelMessage,
+    ModelRequest,
+    ModelResponse,
+    TextPart,
+    ToolCallPart,
+    ToolReturnPart,
+    UserPromptPart,
+)
+from pydantic_ai.models.function import AgentInfo, FunctionModel
+
+from bgagents import Runtime, Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for key in list(os.environ):
+        if key.startswith("BGAGENTS_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("BGAGENTS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("BGAGENTS_DEMO_PAUSE", "0.01")
+    monkeypatch.chdir(tmp_path)
+
+
+def make_settings(tmp_path: Path, **kw: Any) -> Settings:
+    return Settings(home=tmp_path / "home", workspace=tmp_path / "ws", **kw)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path)
+
+
+@pytest.fixture
+async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    async with Runtime(settings) as rt:
+        yield rt
+
+
+def tool_returns(messages: list[ModelMessage]) -> int:
+    return sum(isinstance(p, ToolReturnPart) for m in messages if isinstance(m, ModelRequest) for p in m.parts)
+
+
+def user_texts(messages: list[ModelMessage]) -> list[str]:
+    return [p.content for m in messages if isinstance(m, ModelRequest) for p in m.parts
+            if isinstance(p, UserPromptPart) and isinstance(p.content, str)]
+
+
+@dataclass
+class Script:
+    """A FunctionModel that calls `steps` tools in turn, then answers; it records every call it gets."""
+
+    steps: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    answer: str = "done"
+    delay: float = 0.0
+    calls: list[list[ModelMessage]] = field(default_factory=list)
+    before: Callable[[int], Any] | None = None
+
+    async def __call__(self, messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        self.calls.append(list(messages))
+        if self.before is not None:
+            result = self.before(len(self.calls))
+            if asyncio.iscoroutine(result):
+                await result
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        done = tool_returns(messages)
+        if done < len(self.steps):
+            name, args = self.steps[done]
+            return ModelResponse(parts=[ToolCallPart(name, args, tool_call_id=f"call_{done}")])
+        return ModelResponse(parts=[TextPart(self.answer)])
+
+    def model(self, name: str = "script") -> FunctionModel:
+        return FunctionModel(self, model_name=name)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class ServerProcess:
+    """A real `bgagents serve` process on a temporary home."""
+
+    home: Path
+    env: dict[str, str]
+    port: int
+    token: str = "test-token"
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        log = open(self.home / f"server-{time.time_ns()}.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bgagents.cli.main", "serve", "--port", str(self.port)],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.home,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log_text()
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        raise AssertionError("server did not start:\n" + self.log_text())
+
+    def log_text(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in sorted(self.home.glob("server-*.log")))
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return None
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url + "/api/v1", headers={"Authorization": f"Bearer {self.token}"},
+                            timeout=30)
+
+    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "bgagents.cli.main", *args], env=self.env,
+                              capture_output=True, text=True, timeout=timeout, cwd=self.home)
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    servers: list[ServerProcess] = []
+
+    def make(**env: str) -> ServerProcess:
+        home = tmp_path / f"srv{len(servers)}"
+        home.mkdir()
+        port = free_port()
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("BGAGENTS_")}
+        full_env.update({
+            "BGAGENTS_HOME": str(home), "BGAGENTS_TOKEN": "test-token", "BGAGENTS_URL": f"http://127.0.0.1:{port}",
+            "BGAGENTS_DEMO_PAUSE": "0.05", "PYTHONPATH": str(ROOT), **env,
+        })
+        server = ServerProcess(home=home, env=full_env, port=port)
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()

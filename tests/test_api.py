@@ -1,0 +1,163 @@
+"""The HTTP API in-process: shapes, auth, every route's bad input (clear JSON errors, never a 500)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart
+from pydantic_ai.models.function import AgentInfo, FunctionModel
+
+from bgagents import Runtime
+from bgagents.server import create_app
+
+from .conftest import Script
+
+TOKEN = "secret-token"
+TASK_FIELDS = {"id", "name", "status", "prompt", "agent", "model", "parent_id", "created_at", "started_at",
+               "finished_at", "progress", "result", "error", "end_reason", "attempts"}
+
+
+@pytest.fixture
+async def api(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(runtime, TOKEN, manage_runtime=False)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test/api/v1",
+                                 headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+        yield client
+
+
+def error_code(response: httpx.Response) -> str:
+    code: str = response.json()["error"]["code"]
+    assert response.json()["error"]["message"]
+    return code
+
+
+async def test_auth_is_required_except_healthz(api: httpx.AsyncClient) -> None:
+    assert (await api.get("http://test/healthz", headers={"Authorization": ""})).status_code == 200
+    response = await api.get("/tasks", headers={"Authorization": ""})
+    assert response.status_code == 401 and error_code(response) == "unauthorized"
+    response = await api.get("/tasks", headers={"Authorization": "Bearer wrong"})
+    assert response.status_code == 401
+    assert (await api.get("/tasks")).status_code == 200
+
+
+async def test_task_lifecycle_over_http(api: httpx.AsyncClient, runtime: Runtime) -> None:
+    runtime.register_model("m", Script(steps=[("todoread", {})], answer="the answer").model())
+    response = await api.post("/tasks", json={"prompt": "Find the answer", "model": "m", "priority": 3,
+                                              "description": "a test"})
+    assert response.status_code == 201
+    task = response.json()
+    assert TASK_FIELDS <= set(task)
+    assert task["status"] == "queued" and task["agent"] == "general" and task["parent_id"] is None
+    assert set(task["progress"]) >= {"requests", "tool_calls", "last_tool", "last_message", "input_tokens",
+                                     "output_tokens", "todos"}
+    assert set(task["progress"]["todos"]) >= {"done", "total"}
+    out = (await api.get(f"/tasks/{task['id']}/output", params={"wait": "true", "timeout": 20})).json()
+    assert out["finished"] and out["result"]["text"] == "the answer"
+    assert out["result"]["data"] is None
+    got = (await api.get(f"/tasks/{task['id']}")).json()
+    assert got["status"] == "completed" and got["progress"]["tool_calls"] == 1
+    listed = (await api.get("/tasks", params={"status": "completed"})).json()
+    assert [t["id"] for t in listed] == [task["id"]]
+    transcript = (await api.get(f"/tasks/{task['id']}/transcript", params={"limit": 2})).json()
+    assert transcript[0]["role"] == "user" and transcript[0]["content"] == "Find the answer"
+    resumed = await api.post(f"/tasks/{task['id']}/resume", json={"prompt": "and again"})
+    assert resumed.status_code == 200 and resumed.json()["turn"] == 2
+    await runtime.wait(task["id"], timeout=20)
+    fork = await api.post(f"/tasks/{task['id']}/fork", json={"prompt": "branch", "at": 1})
+    assert fork.status_code == 201 and fork.json()["forked_from"]["task_id"] == task["id"]
+    await runtime.wait(fork.json()["id"], timeout=20)
+    stats = (await api.get("/stats")).json()
+    assert stats == {"running": {}}
+    agents = {a["name"] for a in (await api.get("/agents")).json()}
+    assert {"general", "explore"} <= agents
+
+
+async def test_steer_and_cancel_over_http(api: httpx.AsyncClient, runtime: Runtime) -> None:
+    gate = asyncio.Event()
+
+    async def model(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        await gate.wait()
+        return ModelResponse(parts=[TextPart("ok")])
+
+    runtime.register_model("m", FunctionModel(model, model_name="m"))
+    task = (await api.post("/tasks", json={"prompt": "x", "model": "m"})).json()
+    steered = await api.post(f"/tasks/{task['id']}/messages", json={"message": "hurry"})
+    assert steered.status_code == 200
+    cancelled = await api.post(f"/tasks/{task['id']}/cancel")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    assert cancelled.json()["end_reason"] == "user"
+    again = await api.post(f"/tasks/{task['id']}/cancel")
+    assert again.status_code == 409 and error_code(again) == "already_finished"
+    late = await api.post(f"/tasks/{task['id']}/messages", json={"message": "hello?"})
+    assert late.status_code == 409 and "resume" in late.json()["error"]["message"]
+    all_ = await api.post("/tasks/cancel", json={"all": True})
+    assert all_.status_code == 200 and all_.json() == []
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status", "code"), [
+    ("POST", "/tasks", {}, 422, "invalid_request"),
+    ("POST", "/tasks", {"prompt": ""}, 422, "invalid_request"),
+    ("POST", "/tasks", {"prompt": "x", "colour": "red"}, 422, "invalid_request"),
+    ("POST", "/tasks", {"prompt": "x", "priority": "high"}, 422, "invalid_request"),
+    ("POST", "/tasks", {"prompt": "x", "model": "nope:nothing"}, 400, "unknown_model"),
+    ("POST", "/tasks", {"prompt": "x", "model": "demo", "agent": "ghost"}, 400, "unknown_agent"),
+    ("POST", "/tasks", {"prompt": "x"}, 400, "no_model"),
+    ("POST", "/tasks", {"prompt": "x", "model": "demo", "limits": {"x": 1}}, 400, "invalid_input"),
+    ("POST", "/tasks", {"prompt": "x", "model": "demo", "fallback_models": ["bad:bad"]}, 400, "unknown_model"),
+    ("POST", "/tasks", {"prompt": "x", "model": "demo", "parent_id": "bg_ffffffff"}, 404, "not_found"),
+    ("GET", "/tasks?status=sleeping", None, 400, "invalid_input"),
+    ("GET", "/tasks?limit=0", None, 422, "invalid_request"),
+    ("GET", "/tasks/bg_00000000", None, 404, "not_found"),
+    ("GET", "/tasks/bg_00000000/output", None, 404, "not_found"),
+    ("GET", "/tasks/bg_00000000/transcript", None, 404, "not_found"),
+    ("POST", "/tasks/bg_00000000/cancel", None, 404, "not_found"),
+    ("POST", "/tasks/bg_00000000/resume", {"prompt": "x"}, 404, "not_found"),
+    ("POST", "/tasks/bg_00000000/messages", {"message": "x"}, 404, "not_found"),
+    ("POST", "/tasks/bg_00000000/fork", {"prompt": "x"}, 404, "not_found"),
+    ("POST", "/tasks/cancel", {"all": False}, 400, "invalid_input"),
+    ("GET", "/events?task=bg_00000000", None, 404, "not_found"),
+    ("GET", "/events?since=-4", None, 422, "invalid_request"),
+    ("GET", "/nowhere", None, 404, "not_found"),
+])
+async def test_bad_input_on_every_route(api: httpx.AsyncClient, method: str, path: str, body: object,
+                                        status: int, code: str) -> None:
+    response = await api.request(method, path, json=body)
+    assert response.status_code == status, response.text
+    assert error_code(response) == code
+    assert (await api.get("/tasks")).json() == []  # nothing half-created
+
+
+async def test_bad_input_on_task_routes(api: httpx.AsyncClient, runtime: Runtime) -> None:
+    runtime.register_model("m", Script().model())
+    task = (await api.post("/tasks", json={"prompt": "x", "model": "m"})).json()
+    await runtime.wait(task["id"], timeout=20)
+    tid = task["id"]
+    cases = [
+        ("GET", f"/tasks/{tid}/output?timeout=-1", None, 422),
+        ("GET", f"/tasks/{tid}/transcript?limit=0", None, 422),
+        ("POST", f"/tasks/{tid}/resume", {"prompt": ""}, 422),
+        ("POST", f"/tasks/{tid}/resume", {}, 422),
+        ("POST", f"/tasks/{tid}/messages", {"text": "x"}, 422),
+        ("POST", f"/tasks/{tid}/fork", {"prompt": "x", "at": 999}, 400),
+        ("POST", f"/tasks/{tid}/fork", {"prompt": "x", "at": -1}, 422),
+        ("POST", f"/tasks/{tid}/fork", {"prompt": "x", "model": "zzz"}, 400),
+        ("POST", f"/tasks/{tid}/cancel", None, 409),
+        ("POST", f"/tasks/{tid}/messages", {"message": "x"}, 409),
+    ]
+    for method, path, body, status in cases:
+        response = await api.request(method, path, json=body)
+        assert response.status_code == status, (path, response.text)
+        assert response.json()["error"]["code"]
+    raw = await api.post("/tasks", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert raw.status_code == 422 and error_code(raw) == "invalid_request"
+    bad_id = await api.get("/events", headers={"Last-Event-ID": "abc"})
+    assert bad_id.status_code == 400
+
+
+async def test_openapi_document(api: httpx.AsyncClient) -> None:
+    doc = (await api.get("http://test/openapi.json")).json()
+    assert "/api/v1/tasks" in doc["paths"] and "/api/v1/events" in doc["paths"]
