@@ -27,7 +27,7 @@ def fail(message: str, code: str = "error", json_mode: bool = False, exit_code: 
     if json_mode:
         print(json.dumps({"error": {"code": code, "message": message}}))
     else:
-        err.print(f"[red]error:[/red] {message}", markup=True)
+        err.print(f"[red]error:[/red] {message}", markup=True, soft_wrap=True)
     raise typer.Exit(exit_code)
 
 

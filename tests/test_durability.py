@@ -1,0 +1,97 @@
+"""`kill -9` of a real `bgagents serve` mid-work: after a restart every task finishes, no step repeated."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from .conftest import ServerProcess
+from .fake_openai import FakeOpenAI, env_for
+
+MODEL = "openai-chat:steps-5-delay-150"
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def tasks(client: httpx.Client) -> dict[str, dict[str, Any]]:
+    return {t["name"]: t for t in client.get("/tasks").json()}
+
+
+def test_kill_9_then_restart_resumes_every_task(server_factory: Callable[..., ServerProcess]) -> None:
+    with FakeOpenAI() as fake:
+        server = server_factory(**env_for(fake.base_url), BGAGENTS_CONCURRENCY__DEFAULT="2")
+        server.start()
+        with server.client() as client:
+            names = ["alpha", "bravo", "charlie", "delta"]
+            for name in names:
+                r = client.post("/tasks", json={"prompt": f"work tag={name}", "name": name, "model": MODEL})
+                assert r.status_code == 201, r.text
+
+            def mid_way() -> bool:
+                running = [t for t in tasks(client).values() if t["status"] == "running"]
+                return len(running) == 2 and all(t["progress"]["tool_calls"] >= 2 for t in running)
+
+            wait_for(mid_way, 30, "two tasks mid-way")
+            before = tasks(client)
+            assert sorted(t["status"] for t in before.values()) == ["queued", "queued", "running", "running"]
+            events_before = client.get("/tasks").json()
+        server.kill9()
+        killed_at = fake.count()
+
+        server.start()
+        with server.client() as client:
+            wait_for(lambda: all(t["status"] == "completed" for t in tasks(client).values()), 60,
+                     "every task to complete after the restart")
+            after = tasks(client)
+            for name in names:
+                task = after[name]
+                assert task["result"]["text"] == "done after 5 steps"
+                transcript = client.get(f"/tasks/{task['id']}/transcript", params={"limit": 1000}).json()
+                roles = [e["role"] for e in transcript]
+                assert roles.count("user") == 1 and roles.count("tool_call") == 5
+                assert roles.count("tool_result") == 5 and roles[-1] == "assistant"
+                assert [e["index"] for e in transcript] == sorted(e["index"] for e in transcript)
+            # queued tasks kept their order: charlie was launched before delta
+            started = {n: after[n]["started_at"] for n in ("charlie", "delta")}
+            assert started["charlie"] <= started["delta"]
+            # events are whole: every task's stream has its queued, running and completed events in order
+            for name in names:
+                seen = [e["type"] for e in _events(server, after[name]["id"])]
+                assert seen[0] == "task.queued" and seen[-1] == "task.completed"
+                assert seen.count("task.tool_call") >= 5
+        assert len(events_before) == 4
+
+    # no finished model request was sent again; only a request in flight at the kill may repeat (<= 1 per task)
+    repeated = fake.completed_twice()
+    assert len(repeated) <= 2, repeated
+    assert fake.count() <= 4 * 6 + 2 and killed_at < 24
+    # no finished tool call ran again: each task's bash side effects appear once (the in-flight one may repeat)
+    log = (server.home / "workspace" / "steps.log").read_text().split()
+    for name in names:
+        lines = [line for line in log if line.startswith(name + "-")]
+        assert sorted(set(lines)) == [f"{name}-step-{k}" for k in range(1, 6)]
+        assert len(lines) - len(set(lines)) <= 1, lines
+
+
+def _events(server: ServerProcess, task_id: str) -> list[dict[str, Any]]:
+    import json
+
+    out: list[dict[str, Any]] = []
+    with httpx.stream("GET", server.url + "/api/v1/events", params={"task": task_id},
+                      headers={"Authorization": f"Bearer {server.token}"}, timeout=10) as response:
+        for line in response.iter_lines():
+            if line.startswith("data:"):
+                event = json.loads(line[5:])
+                out.append(event)
+                if event["type"] == "task.completed":
+                    break
+    return out

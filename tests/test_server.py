@@ -1,0 +1,143 @@
+"""A real `bgagents serve` process: SSE with Last-Event-ID, the CLI end to end, SIGTERM, the token file."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from .conftest import ServerProcess, free_port
+from .test_durability import wait_for
+
+
+def stream_events(server: ServerProcess, task_id: str, *, last_event_id: int | None = None,
+                  count: int | None = None) -> list[dict[str, Any]]:
+    """Events of one task from the SSE endpoint, until `count` of them or the task's end."""
+    headers = {"Authorization": f"Bearer {server.token}"}
+    if last_event_id is not None:
+        headers["Last-Event-ID"] = str(last_event_id)
+    out: list[dict[str, Any]] = []
+    with httpx.stream("GET", server.url + "/api/v1/events", params={"task": task_id}, headers=headers,
+                      timeout=20) as response:
+        assert response.status_code == 200
+        fields: dict[str, str] = {}
+        for line in response.iter_lines():
+            if line:
+                key, _, value = line.partition(":")
+                fields[key] = value.strip()
+                continue
+            if "data" not in fields:
+                fields = {}
+                continue
+            event = json.loads(fields["data"])
+            assert str(event["seq"]) == fields.get("id") and event["type"] == fields.get("event")
+            fields = {}
+            out.append(event)
+            if len(out) == count or event["type"] in ("task.completed", "task.failed", "task.cancelled"):
+                break
+    return out
+
+
+def test_sse_reconnect_with_last_event_id_misses_nothing(server_factory: Callable[..., ServerProcess]) -> None:
+    server = server_factory()
+    server.start()
+    with server.client() as client:
+        task = client.post("/tasks", json={"prompt": "demo work", "model": "demo"}).json()
+        first = stream_events(server, task["id"], count=4)  # disconnects mid-task
+        rest = stream_events(server, task["id"], last_event_id=first[-1]["seq"])
+        assert client.get(f"/tasks/{task['id']}").json()["status"] == "completed"
+    whole = stream_events(server, task["id"])
+    seqs = [e["seq"] for e in first + rest]
+    assert seqs == [e["seq"] for e in whole]
+    assert len(set(seqs)) == len(seqs) and seqs == sorted(seqs)
+    assert whole[0]["type"] == "task.queued" and whole[-1]["type"] == "task.completed"
+
+
+def test_cli_end_to_end(server_factory: Callable[..., ServerProcess]) -> None:
+    server = server_factory(BGAGENTS_MODEL="demo")
+    server.start()
+    launched = server.cli("launch", "Write a short note", "--name", "note-writer", "--json")
+    assert launched.returncode == 0, launched.stderr
+    task = json.loads(launched.stdout)
+    assert task["status"] == "queued" and task["name"] == "note-writer" and task["model"] == "demo"
+    plain = server.cli("launch", "Another one")
+    assert plain.returncode == 0 and plain.stdout.strip().startswith("bg_")
+    out = server.cli("output", task["id"], "--wait", "--timeout", "60", "--json")
+    assert json.loads(out.stdout)["status"] == "completed"
+    listed = json.loads(server.cli("ls", "--all", "--json").stdout)
+    assert {t["id"] for t in listed} >= {task["id"]}
+    assert "note-writer" in server.cli("ls", "--all").stdout
+    shown = server.cli("show", task["id"])
+    assert shown.returncode == 0 and "completed" in shown.stdout
+    assert json.loads(server.cli("show", task["id"], "--json").stdout)["id"] == task["id"]
+    logs = server.cli("logs", task["id"])
+    assert "Write a short note" in logs.stdout and "todowrite" in logs.stdout
+    followed = server.cli("logs", task["id"], "-f", "--json")
+    assert followed.returncode == 0 and followed.stdout.strip()
+    resumed = json.loads(server.cli("resume", task["id"], "and once more", "--json").stdout)
+    assert resumed["turn"] == 2
+    forked = server.cli("fork", task["id"], "try again", "--at", "1", "--json")
+    assert forked.returncode == 0, forked.stderr
+    fork_id = json.loads(forked.stdout)["id"]
+    sent = server.cli("send", fork_id, "hurry up")
+    assert sent.returncode == 0 or "resume" in sent.stderr
+    cancelled = server.cli("cancel", "--all", "--json")
+    assert cancelled.returncode == 0 and isinstance(json.loads(cancelled.stdout), list)
+    # bad input: one clear line, a non-zero exit, and JSON errors with --json
+    missing = server.cli("show", "bg_00000000")
+    assert missing.returncode == 1 and "no task" in missing.stderr and "Traceback" not in missing.stderr
+    as_json = json.loads(server.cli("show", "bg_00000000", "--json").stdout)
+    assert as_json["error"]["code"] == "not_found"
+    bad_model = server.cli("launch", "x", "--model", "nope:nope")
+    assert bad_model.returncode == 1 and "nope:nope" in bad_model.stderr
+    bad_limit = server.cli("launch", "x", "--limit", "requests")
+    assert bad_limit.returncode == 2 and "KEY=NUMBER" in bad_limit.stderr
+    neither = server.cli("cancel")
+    assert neither.returncode == 2
+
+
+def test_cli_without_a_server_says_so(tmp_path: Any) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BGAGENTS_")}
+    env.update({"BGAGENTS_HOME": str(tmp_path), "BGAGENTS_URL": f"http://127.0.0.1:{free_port()}"})
+    result = subprocess.run([sys.executable, "-m", "bgagents.cli.main", "ls"], env=env, capture_output=True,
+                            text=True, timeout=30)
+    assert result.returncode == 1
+    assert "no bgagents server answers" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_sigterm_stops_at_a_step_boundary_and_resumes(server_factory: Callable[..., ServerProcess]) -> None:
+    server = server_factory(BGAGENTS_DEMO_PAUSE="0.3")
+    server.start()
+    with server.client() as client:
+        task = client.post("/tasks", json={"prompt": "long demo", "model": "demo"}).json()
+        wait_for(lambda: client.get(f"/tasks/{task['id']}").json()["progress"]["tool_calls"] >= 1, 30,
+                 "the first tool call")
+    assert server.proc is not None
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after draining
+    server.start()
+    with server.client() as client:
+        wait_for(lambda: client.get(f"/tasks/{task['id']}").json()["status"] == "completed", 60, "resume")
+        events = [e["type"] for e in stream_events(server, task["id"])]
+    assert "task.interrupted" in events and events[-1] == "task.completed"
+
+
+def test_token_file_is_created_private(server_factory: Callable[..., ServerProcess]) -> None:
+    server = server_factory()
+    del server.env["BGAGENTS_TOKEN"]
+    server.start()
+    token_file = server.home / "token"
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    server.token = token_file.read_text().strip()
+    with server.client() as client:
+        assert client.get("/tasks").status_code == 200
+    assert httpx.get(server.url + "/api/v1/tasks").status_code == 401
+    assert server.token not in server.log_text()
