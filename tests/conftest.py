@@ -116,7 +116,7 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> None:
-        log = open(self.home / f"server-{time.time_ns()}.log", "wb")  # noqa: SIM115
+        log = open(self.home / f"server-{time.time_ns()}.log", "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bgagents.cli.main", "serve", "--port", str(self.port)],
             env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.home,

@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -284,8 +285,8 @@ def main() -> None:
         while not server.started:
             await asyncio.sleep(0.01)
         if args.port_file:
-            with open(args.port_file, "w") as f:
-                f.write(str(server.servers[0].sockets[0].getsockname()[1]))
+            port = str(server.servers[0].sockets[0].getsockname()[1])
+            await asyncio.to_thread(Path(args.port_file).write_text, port)
         await task
 
     asyncio.run(run())

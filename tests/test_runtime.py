@@ -17,6 +17,7 @@ from bgagents.core.store import Store
 from bgagents.settings import ConcurrencySettings
 
 from .conftest import Script, make_settings, user_texts
+from .test_builtin_tools import alive
 
 
 async def test_launch_runs_tools_and_completes(runtime: Runtime) -> None:
@@ -200,9 +201,7 @@ async def test_cancel_kills_running_bash_within_a_second(runtime: Runtime, tmp_p
     await runtime.cancel(task.id)
     t0 = time.monotonic()
     while time.monotonic() - t0 < 1.0:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not alive(pid):
             break
         await asyncio.sleep(0.02)
     else:

@@ -47,7 +47,7 @@ def _start_server(home: Path, port: int, token: str) -> subprocess.Popen[bytes]:
            "BGAGENTS_URL": f"http://127.0.0.1:{port}"}
     env.pop("BGAGENTS_WORKSPACE", None)
     env.pop("BGAGENTS_DATABASE_URL", None)
-    log = open(home / "server.log", "wb")  # noqa: SIM115 - the server process owns it
+    log = open(home / "server.log", "wb")
     return subprocess.Popen([sys.executable, "-m", "bgagents.cli.main", "serve", "--port", str(port)],
                             env=env, stdout=log, stderr=subprocess.STDOUT)
 

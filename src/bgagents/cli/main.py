@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from functools import partial
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
@@ -170,6 +171,12 @@ def output(
         _print_output(out)
 
 
+def _transcript_page(task_id: str, since: int, tool_results: bool, client: Client) -> list[dict[str, Any]]:
+    page: list[dict[str, Any]] = client.get(f"/tasks/{task_id}/transcript", since=since, limit=200,
+                                            tool_results=str(tool_results).lower())
+    return page
+
+
 @app.command()
 def logs(
     task_id: str,
@@ -181,8 +188,7 @@ def logs(
     entries: list[dict[str, Any]] = []
     since = 0
     while True:
-        page = call(json_mode, lambda c: c.get(f"/tasks/{task_id}/transcript", since=since, limit=200,
-                                               tool_results=str(tool_results).lower()))
+        page: list[dict[str, Any]] = call(json_mode, partial(_transcript_page, task_id, since, tool_results))
         entries.extend(page)
         if not page:
             break

@@ -31,7 +31,7 @@ def _pause() -> float:
 
 def _since_prompt(messages: list[ModelMessage]) -> tuple[str, list[str]]:
     """The latest user prompt and the tools whose results came after it, in order."""
-    prompt, done = "", []
+    prompt, done = "", list[str]()
     for message in messages:
         if not isinstance(message, ModelRequest):
             continue

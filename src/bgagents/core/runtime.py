@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import logging
 import time
@@ -28,7 +29,8 @@ from . import db
 from .engine import Engine
 from .events import EventBus
 from .models import ModelRegistry, concurrency_key, concurrency_limit
-from .names import slugify, task_id as new_task_id
+from .names import slugify
+from .names import task_id as new_task_id
 from .profiles import Profile, get_profile, load_profiles
 from .runner import Services
 from .schema import ACTIVE, TERMINAL, Event, Output, Task, TranscriptEntry
@@ -204,8 +206,8 @@ class Runtime:
             raise NotFound(f"no task with id '{task_id}'")
         return task
 
-    async def list(self, status: list[str] | str | None = None, parent_id: str | None = None,
-                   limit: int | None = None) -> list[Task]:
+    async def list(self, status: builtins.list[str] | str | None = None, parent_id: str | None = None,
+                   limit: int | None = None) -> builtins.list[Task]:
         statuses = [status] if isinstance(status, str) else status
         for s in statuses or []:
             if s not in ACTIVE | TERMINAL:
@@ -236,13 +238,13 @@ class Runtime:
                       result=task.result, error=task.error, end_reason=task.end_reason, progress=task.progress)
 
     async def transcript(self, task_id: str, since: int = 0, limit: int = 100,
-                         tool_results: bool = True) -> list[TranscriptEntry]:
+                         tool_results: bool = True) -> builtins.list[TranscriptEntry]:
         """Transcript entries of messages `since` (a message index), `limit` messages at a time."""
         await self.get(task_id)
         if since < 0 or limit < 1:
             raise InvalidInput("since must be >= 0 and limit >= 1")
         rows = await self.store.message_rows(task_id, since=since, limit=limit)
-        entries: list[TranscriptEntry] = []
+        entries: builtins.list[TranscriptEntry] = []
         for row, message in zip(rows, load_messages(r["message"] for r in rows), strict=True):
             entries.extend(_entries(row["idx"], row["turn"], message, tool_results))
         return entries
@@ -289,11 +291,11 @@ class Runtime:
         await self.engine.cancel(task_id, task.turn)
         return await self.get(task_id)
 
-    async def cancel_all(self, parent_id: str | None = None) -> list[Task]:
+    async def cancel_all(self, parent_id: str | None = None) -> builtins.list[Task]:
         """Cancels every queued or running task, or every descendant of `parent_id`."""
         targets = await self.store.list_tasks(status=list(ACTIVE))
         if parent_id is not None:
-            children: dict[str | None, list[Task]] = {}
+            children: dict[str | None, builtins.list[Task]] = {}
             every = await self.store.list_tasks()
             for t in every:
                 children.setdefault(t.parent_id, []).append(t)
@@ -361,10 +363,10 @@ class Runtime:
             _forked_from={"task_id": source.id, "at": len(history)},
         )
 
-    async def workflow_statuses(self, task_id: str) -> list[str]:
+    async def workflow_statuses(self, task_id: str) -> builtins.list[str]:
         """DBOS's view of the task's workflows (for diagnostics and tests)."""
         task = await self.get(task_id)
-        out = []
+        out: builtins.list[str] = []
         for turn in range(1, task.turn + 1):
             status = await DBOS.get_workflow_status_async(f"{task_id}.{turn}")
             out.append(status.status if status else "missing")

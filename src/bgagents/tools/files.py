@@ -155,5 +155,5 @@ async def grep(ctx: RunContext[ToolContext], pattern: str, path: str = ".", incl
     if not matches:
         return "no matches"
     if len(matches) > MAX_MATCHES:
-        return "\n".join(matches[:MAX_MATCHES]) + f"\n… more matches; narrow the search"
+        return "\n".join(matches[:MAX_MATCHES]) + "\n… more matches; narrow the search"
     return "\n".join(matches)
