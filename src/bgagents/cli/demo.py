@@ -66,8 +66,8 @@ def _wait_ready(client: Client, server: subprocess.Popen[bytes], timeout: float 
 
 
 def _view(tasks: list[dict[str, Any]], lines: list[Text]) -> Group:
-    return Group(render.tasks_table(tasks, title="bgagents demo — background agents on the offline demo model"),
-                 *lines[-8:])
+    title = "bgagents demo — background agents on the offline demo model"
+    return Group(render.tasks_table(tasks, title=title, show_model=False), *lines[-8:])
 
 
 def run_demo(*, keep: bool, agents: int, port: int | None, json_mode: bool) -> int:
@@ -84,7 +84,8 @@ def run_demo(*, keep: bool, agents: int, port: int | None, json_mode: bool) -> i
     client = Client(url, token)
     code = 0
     try:
-        console.print(f"[bold]Starting a demo server[/bold] at {url} (home {home})")
+        console.print(f"[bold]Starting a demo server[/bold] at {url}", soft_wrap=True)
+        console.print(f"home: {home}", soft_wrap=True, style="dim")
         _wait_ready(client, server)
         ids = [client.post("/tasks", {"prompt": PROMPTS[i % len(PROMPTS)], "model": "demo"})["id"]
                for i in range(agents)]
@@ -94,7 +95,9 @@ def run_demo(*, keep: bool, agents: int, port: int | None, json_mode: bool) -> i
             for event in client.events():
                 line = render.event_line(event)
                 if line is not None and event.get("task_id"):
-                    lines.append(Text(f"{event['task_id']} ", style="dim") + line)
+                    full = Text(f"{event['task_id']} ", style="dim") + line
+                    full.no_wrap, full.overflow = True, "ellipsis"
+                    lines.append(full)
                 tasks = client.get("/tasks", limit=len(ids) + 10)
                 live.update(_view(tasks, lines))
                 if all(t["status"] in ("completed", "failed", "cancelled") for t in tasks if t["id"] in ids):

@@ -41,14 +41,19 @@ def progress_line(task: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
-def tasks_table(tasks: list[dict[str, Any]], title: str | None = None) -> Table:
+def tasks_table(tasks: list[dict[str, Any]], title: str | None = None, *, show_model: bool = True) -> Table:
     table = Table(title=title, header_style="bold", expand=False)
-    for col in ("ID", "NAME", "STATUS", "MODEL", "ELAPSED", "PROGRESS"):
-        table.add_column(col, no_wrap=col != "PROGRESS")
+    table.add_column("ID", no_wrap=True, min_width=11)
+    table.add_column("NAME", no_wrap=True, max_width=22, overflow="ellipsis")
+    table.add_column("STATUS", no_wrap=True, min_width=9)
+    if show_model:
+        table.add_column("MODEL", no_wrap=True, max_width=22, overflow="ellipsis")
+    table.add_column("ELAPSED", no_wrap=True, justify="right", min_width=7)
+    table.add_column("PROGRESS", no_wrap=True, overflow="ellipsis", min_width=16, max_width=60)
     now = time.time()
     for t in tasks:
-        model = t["model"] + (" (demo)" if t["model"] == "demo" else "")
-        table.add_row(t["id"], t["name"], status_text(t["status"]), model, elapsed(t, now), progress_line(t))
+        model = [t["model"] + (" (demo)" if t["model"] == "demo" else "")] if show_model else []
+        table.add_row(t["id"], t["name"], status_text(t["status"]), *model, elapsed(t, now), progress_line(t))
     return table
 
 
@@ -114,7 +119,7 @@ def event_line(event: dict[str, Any]) -> Text | None:
         msg = (data.get("progress") or {}).get("last_message")
         if not msg:
             return None
-        text.append(msg, style="cyan")
+        text.append(" ".join(msg.split()), style="cyan")
     elif kind in ("task.completed", "task.failed", "task.cancelled"):
         text.append(kind.split(".")[1], style=STATUS_STYLE.get(kind.split(".")[1], ""))
         if data.get("error"):
@@ -126,6 +131,8 @@ def event_line(event: dict[str, Any]) -> Text | None:
             text.append(f": {data['message']}")
     else:
         return None
+    text.no_wrap = True
+    text.overflow = "ellipsis"
     return text
 
 
