@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     workspace: Path | None = None
     token: str | None = None
     url: str = DEFAULT_URL
-    queue_polling_interval: float = Field(0.01, gt=0)
+    queue_polling_interval: float = Field(0.03, gt=0)  # launch->running p50 ~25 ms; each poll costs CPU
     concurrency: ConcurrencySettings = Field(default_factory=ConcurrencySettings)
     agents: dict[str, ProfileSettings] = Field(default_factory=dict)
     server: ServerSettings = Field(default_factory=ServerSettings)

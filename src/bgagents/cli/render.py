@@ -44,12 +44,12 @@ def progress_line(task: dict[str, Any]) -> str:
 def tasks_table(tasks: list[dict[str, Any]], title: str | None = None, *, show_model: bool = True) -> Table:
     table = Table(title=title, header_style="bold", expand=False)
     table.add_column("ID", no_wrap=True, min_width=11)
-    table.add_column("NAME", no_wrap=True, max_width=22, overflow="ellipsis")
+    table.add_column("NAME", no_wrap=True, min_width=12, max_width=22, overflow="ellipsis")
     table.add_column("STATUS", no_wrap=True, min_width=9)
     if show_model:
         table.add_column("MODEL", no_wrap=True, max_width=22, overflow="ellipsis")
     table.add_column("ELAPSED", no_wrap=True, justify="right", min_width=7)
-    table.add_column("PROGRESS", no_wrap=True, overflow="ellipsis", min_width=16, max_width=60)
+    table.add_column("PROGRESS", no_wrap=True, overflow="ellipsis", min_width=10, max_width=60)
     now = time.time()
     for t in tasks:
         model = [t["model"] + (" (demo)" if t["model"] == "demo" else "")] if show_model else []

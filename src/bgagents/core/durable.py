@@ -9,6 +9,7 @@ loop replays to where it stopped without calling the model or the tools again.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from dbos import DBOS
@@ -84,22 +85,31 @@ class DurableModel(WrapperModel):
 
 
 class TaskHooks(AbstractCapability[ToolContext]):
-    """Steering before each model request; each tool call a checkpointed step with progress around it."""
+    """Each tool call a checkpointed step with progress around it; steering handed to the agent.
 
-    def __init__(self, tracker: ProgressTracker, gate: StepGate, claim_steering: Any) -> None:
+    Steering is claimed inside each tool's step (so it costs no checkpoint of its own) and enqueued
+    right after that tool's result, i.e. before the next model request; the first request of a run
+    claims once in a step of its own, for messages sent while the task was queued.
+    """
+
+    def __init__(self, tracker: ProgressTracker, gate: StepGate,
+                 claim_steering: Callable[[str], Coroutine[Any, Any, list[str]]]) -> None:
         self.tracker = tracker
         self.gate = gate
         self._claim_steering = claim_steering
+        self._claimed_at_start = False
 
     async def before_model_request(
         self, ctx: RunContext[ToolContext], request_context: ModelRequestContext
     ) -> ModelRequestContext:
         self.gate.check()
-        messages: list[str] = await DBOS.run_step_async(
-            {"name": "claim_steering"}, self._claim_steering, self.tracker.task_id
-        )
-        for text in messages:
-            ctx.enqueue(text)
+        if not self._claimed_at_start:
+            self._claimed_at_start = True
+            messages: list[str] = await DBOS.run_step_async(
+                {"name": "claim_steering"}, self._claim_steering, self.tracker.task_id
+            )
+            for text in messages:
+                ctx.enqueue(text)
         return request_context
 
     async def wrap_tool_execute(
@@ -113,7 +123,7 @@ class TaskHooks(AbstractCapability[ToolContext]):
     ) -> Any:
         self.gate.check()
 
-        async def run() -> Any:
+        async def tool_call() -> tuple[Any, list[str]]:
             await self.tracker.on_tool_start(call.tool_name, call.args_as_dict())
             try:
                 result = await handler(args)
@@ -121,6 +131,9 @@ class TaskHooks(AbstractCapability[ToolContext]):
                 await self.tracker.on_tool_end(call.tool_name, f"{type(exc).__name__}: {exc}")
                 raise
             await self.tracker.on_tool_end(call.tool_name, None)
-            return result
+            return result, await self._claim_steering(self.tracker.task_id)
 
-        return await DBOS.run_step_async({"name": f"tool:{call.tool_name}"}, run)
+        result, steering = await DBOS.run_step_async({"name": f"tool:{call.tool_name}"}, tool_call)
+        for text in steering:
+            ctx.enqueue(text)
+        return result

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from dbos import DBOS, SetEnqueueOptions, SetWorkflowID
 from dbos._error import DBOSNonExistentWorkflowError
 
-from .db import tune_sqlite_engine
+from .db import connect
 from .runner import Services, run_turn
 
 log = logging.getLogger("bgagents.engine")
@@ -65,9 +66,11 @@ class Engine:
         }
         if self.executor_id:
             config["executor_id"] = self.executor_id
-        dbos = DBOS(config=config)  # type: ignore[arg-type]
+        if self.database_url.startswith("sqlite"):
+            # DBOS gets an engine with our SQLite settings from the start (WAL, synchronous=NORMAL)
+            config["system_database_engine"] = connect(self.database_url)
+        DBOS(config=config)  # type: ignore[arg-type]
         DBOS.launch()
-        tune_sqlite_engine(dbos._sys_db.engine)
 
     async def ensure_queue(self, key: str, limit: int) -> str:
         name = queue_name(key)
@@ -109,6 +112,12 @@ class Engine:
                 await asyncio.wait(still, timeout=2)
 
     def destroy(self) -> None:
+        """Stops DBOS. DBOS made its thread pool the loop's default executor and shuts it down here,
+        so the loop gets a fresh one: the host program's `asyncio.to_thread` must keep working."""
         global _services
         DBOS.destroy(workflow_completion_timeout_sec=0)
         _services = None
+        try:
+            asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor())
+        except RuntimeError:
+            pass

@@ -100,15 +100,18 @@ class ProgressTracker:
             self.bus.announce(event)
 
     async def on_tool_start(self, name: str, args: dict[str, Any]) -> None:
+        started = self.clock()
         self.progress.tool_calls += 1
         self.progress.last_tool = name
         self.progress.last_tool_args = summarize_args(name, args)
         self._activity(self.progress.last_tool_args)
-        await self._save("task.tool_call", {"tool": name, "args": self.progress.last_tool_args})
+        await self._save("task.tool_call", {"tool": name, "args": self.progress.last_tool_args, "started": started})
 
     async def on_tool_end(self, name: str, error: str | None) -> None:
+        """A failed call is an event; a successful one shows in the next response's progress (one write less)."""
         self.progress.last_activity_at = self.clock()
-        await self._save("task.tool_result", {"tool": name, "ok": error is None, "error": error})
+        if error is not None:
+            await self._save("task.tool_result", {"tool": name, "ok": False, "error": error})
 
     async def on_todos(self, todos: list[dict[str, Any]]) -> None:
         done = sum(1 for t in todos if t.get("status") in ("completed", "cancelled"))

@@ -40,6 +40,8 @@ log = logging.getLogger("bgagents")
 
 LIMIT_KEYS = frozenset({"requests", "input_tokens", "output_tokens", "total_tokens", "tool_calls", "cost_usd"})
 WATCH_INTERVAL = 0.5  # seconds between checks for cancels made by other processes
+WAIT_POLL = 2.0  # seconds between re-reads of a waited-for task (for changes made by other processes)
+TERMINAL_EVENTS = frozenset({"task.completed", "task.failed", "task.cancelled"})
 
 
 class Runtime:
@@ -217,14 +219,16 @@ class Runtime:
         return await self.store.list_tasks(statuses, parent_id, limit)
 
     async def wait(self, task_id: str, timeout: float | None = None) -> Task:
-        """The task once it ends, or as it is when `timeout` passes."""
+        """The task once it ends, or as it is when `timeout` passes.
+
+        Woken by this process's terminal events; the periodic re-read covers other processes."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self.bus.subscribe(lambda e: e.task_id == task_id) as queue:
+        with self.bus.subscribe(lambda e: e.task_id == task_id and e.type in TERMINAL_EVENTS) as queue:
             while True:
                 task = await self.get(task_id)
                 if task.finished:
                     return task
-                remaining = WATCH_INTERVAL if deadline is None else min(WATCH_INTERVAL, deadline - time.monotonic())
+                remaining = WAIT_POLL if deadline is None else min(WAIT_POLL, deadline - time.monotonic())
                 if remaining <= 0:
                     return task
                 with contextlib.suppress(TimeoutError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Any
 
@@ -22,10 +23,16 @@ READ_ONLY_TOOL_NAMES: tuple[str, ...] = ("read", "glob", "grep", "todoread")
 
 
 def build_toolset(names: Iterable[str]) -> FunctionToolset[ToolContext]:
-    names = list(names)
+    """The toolset of these tools; built once per combination (schemas are costly to derive)."""
+    names = tuple(names)
     unknown = [n for n in names if n not in TOOLS]
     if unknown:
         raise ValueError(f"unknown tools: {', '.join(unknown)}; built-in tools: {', '.join(TOOLS)}")
+    return _toolset(names)
+
+
+@functools.cache
+def _toolset(names: tuple[str, ...]) -> FunctionToolset[ToolContext]:
     return FunctionToolset([TOOLS[n] for n in names], max_retries=3)
 
 
