@@ -446,3 +446,35 @@ async def test_the_host_loop_keeps_working_after_stop(settings: Settings) -> Non
         rt.register_model("m", Script().model())
         await rt.wait((await rt.launch("x", model="m")).id, timeout=20)
     assert await asyncio.to_thread(lambda: 42) == 42
+
+
+async def test_attempts_are_recorded_per_turn(runtime: Runtime) -> None:
+    runtime.register_model("m", Script().model())
+    task = await runtime.launch("x", model="m")
+    await runtime.wait(task.id, timeout=20)
+    await runtime.resume(task.id, "again")
+    done = await runtime.wait(task.id, timeout=20)
+    assert [a.model for a in done.attempts] == ["m", "m"]
+    assert all(a.finished_at and a.finished_at >= a.started_at and a.error is None for a in done.attempts)
+
+
+async def test_markdown_and_config_profiles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    agents = tmp_path / ".bgagents" / "agents"
+    agents.mkdir(parents=True)
+    (agents / "reader.md").write_text(
+        "---\nname: reader\ndescription: Reads things\nmodel: demo\ntools: read, glob\n---\nYou only read.\n")
+    (agents / "broken.md").write_text("---\nname: [unclosed\n---\nx\n")
+    settings = make_settings(tmp_path)
+    from bgagents.core.profiles import load_profiles, parse_markdown_profile
+
+    reader = parse_markdown_profile(agents / "reader.md")
+    assert reader.tools == ["read", "glob"] and reader.prompt == "You only read." and reader.model == "demo"
+    with pytest.raises(InvalidInput, match=r"broken\.md"):
+        load_profiles(settings)
+    (agents / "broken.md").unlink()
+    profiles = load_profiles(settings)
+    assert {"general", "explore", "reader"} <= set(profiles)
+    async with Runtime(settings) as rt:
+        task = await rt.launch("look", agent="reader")  # the profile's model is used
+        assert task.model == "demo" and task.agent == "reader"
+        assert (await rt.wait(task.id, timeout=30)).status == "completed"

@@ -35,6 +35,16 @@ def _cut(text: str, limit: int = MAX_MESSAGE) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _cost(response: ModelResponse) -> float | None:
+    """The response's price where genai-prices knows the model, else None."""
+    if not response.model_name or not (response.usage.input_tokens or response.usage.output_tokens):
+        return None
+    try:
+        return float(response.cost().total_price)
+    except Exception:  # an unknown model or provider has no price
+        return None
+
+
 class ProgressTracker:
     def __init__(self, task_id: str, turn: int, progress: Progress, persisted: int, store: Store, bus: EventBus,
                  clock: Callable[[], float] = time.time) -> None:
@@ -82,6 +92,9 @@ class ProgressTracker:
         self.progress.requests += 1
         self.progress.input_tokens += response.usage.input_tokens or 0
         self.progress.output_tokens += response.usage.output_tokens or 0
+        cost = _cost(response)
+        if cost is not None:
+            self.progress.cost_usd = round((self.progress.cost_usd or 0.0) + cost, 6)
         text = "".join(p.content for p in response.parts if isinstance(p, TextPart))
         if text.strip():
             self.progress.last_message = _cut(text)

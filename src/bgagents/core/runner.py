@@ -22,7 +22,7 @@ from .events import EventBus
 from .models import ModelRegistry
 from .profiles import Profile, get_profile
 from .progress import ProgressTracker
-from .schema import TERMINAL, Task
+from .schema import TERMINAL, Attempt, Task
 from .store import Store
 
 log = logging.getLogger("bgagents.runner")
@@ -92,7 +92,7 @@ async def run_turn(services: Services, task_id: str, turn: int, prompt: str) -> 
     else:
         await services.publish(event)
 
-    inner = asyncio.create_task(_run_agent(services, task, turn, prompt))
+    inner = asyncio.create_task(_run_agent(services, task, turn, prompt, services.clock()))
     services.active[task_id] = inner
     try:
         return await inner
@@ -109,7 +109,7 @@ async def run_turn(services: Services, task_id: str, turn: int, prompt: str) -> 
         services.active.pop(task_id, None)
 
 
-async def _run_agent(services: Services, task: Task, turn: int, prompt: str) -> str:
+async def _run_agent(services: Services, task: Task, turn: int, prompt: str, started: float) -> str:
     store = services.store
     history = await store.history(task.id, before_turn=turn)
     tracker = ProgressTracker(task.id, turn, task.progress, len(history), store, services.bus, services.clock)
@@ -141,18 +141,23 @@ async def _run_agent(services: Services, task: Task, turn: int, prompt: str) -> 
     except Exception as exc:
         reason, message = _classify(exc)
         log.info("task %s failed: %s", task.id, message)
-        return await DBOS.run_step_async({"name": "finish"}, _finish, services, task.id, turn, "failed",
-                                         tracker, None, None, message, reason)
-    return await DBOS.run_step_async({"name": "finish"}, _finish, services, task.id, turn, "completed",
-                                     tracker, messages, output, None, None)
+        attempt = Attempt(model=task.model, started_at=started, finished_at=services.clock(), error=message)
+        return await DBOS.run_step_async({"name": "finish"}, _finish, services, task, turn, "failed",
+                                         tracker, None, None, message, reason, attempt)
+    attempt = Attempt(model=task.model, started_at=started, finished_at=services.clock())
+    return await DBOS.run_step_async({"name": "finish"}, _finish, services, task, turn, "completed",
+                                     tracker, messages, output, None, None, attempt)
 
 
-async def _finish(services: Services, task_id: str, turn: int, status: str, tracker: ProgressTracker,
+async def _finish(services: Services, task: Task, turn: int, status: str, tracker: ProgressTracker,
                   messages: list[ModelMessage] | None, output: Any, error: str | None,
-                  end_reason: str | None) -> str:
+                  end_reason: str | None, attempt: Attempt) -> str:
     now = services.clock()
+    task_id = task.id
+    attempts = [a.model_dump(mode="json") for a in [*task.attempts, attempt]]
     values: dict[str, Any] = {"status": status, "finished_at": now, "last_activity_at": now, "error": error,
-                              "end_reason": end_reason, "progress": tracker.progress.model_dump(mode="json")}
+                              "end_reason": end_reason, "progress": tracker.progress.model_dump(mode="json"),
+                              "attempts": attempts}
     if status == "completed":
         text = output if isinstance(output, str) else None
         data = None if isinstance(output, str) else output
