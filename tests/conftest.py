@@ -46,9 +46,28 @@ def make_settings(tmp_path: Path, **kw: Any) -> Settings:
     return Settings(home=tmp_path / "home", workspace=tmp_path / "ws", **kw)
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return make_settings(tmp_path)
+POSTGRES_URL = os.environ.get("BGAGENTS_TEST_POSTGRES_URL")  # e.g. postgresql://postgres@127.0.0.1:54329
+
+
+def fresh_postgres_database(name: str) -> str:
+    """A new empty database on the test PostgreSQL server; returns its URL."""
+    import psycopg
+
+    assert POSTGRES_URL
+    with psycopg.connect(POSTGRES_URL + "/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"{POSTGRES_URL}/{name}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """Runtime tests run on SQLite, and on PostgreSQL when BGAGENTS_TEST_POSTGRES_URL names a server."""
+    if request.param == "sqlite":
+        return make_settings(tmp_path)
+    if not POSTGRES_URL:
+        pytest.skip("BGAGENTS_TEST_POSTGRES_URL is not set")
+    return make_settings(tmp_path, database_url=fresh_postgres_database(f"bg_{tmp_path.name[-20:]}".lower()))
 
 
 @pytest.fixture
