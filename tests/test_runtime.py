@@ -23,7 +23,7 @@ from .test_builtin_tools import alive
 async def test_launch_runs_tools_and_completes(runtime: Runtime) -> None:
     script = Script(steps=[("bash", {"command": "echo hello > out.txt && cat out.txt"}),
                            ("todowrite", {"todos": [{"content": "a", "status": "completed"},
-                                                    {"content": "b", "status": "in_progress"}]})],
+                                                    {"content": "b", "status": "cancelled"}]})],
                     answer="all done")
     runtime.register_model("script", script.model())
     task = await runtime.launch("say hello", model="script")
@@ -34,7 +34,7 @@ async def test_launch_runs_tools_and_completes(runtime: Runtime) -> None:
     assert done.progress.requests == 3
     assert done.progress.tool_calls == 2
     assert done.progress.last_tool == "todowrite"
-    assert done.progress.todos.done == 1 and done.progress.todos.total == 2
+    assert done.progress.todos.done == 2 and done.progress.todos.total == 2
     assert (runtime.settings.workspace_path / "out.txt").read_text() == "hello\n"
     entries = await runtime.transcript(task.id)
     roles = [e.role for e in entries]
@@ -153,7 +153,7 @@ async def test_every_terminal_path_returns_its_slot(tmp_path: Path) -> None:
         assert (await rt.wait(done.id, timeout=20)).status == "completed"
         assert await rt.running_counts() == {}
         failed_task = await rt.get(failed.id)
-        assert failed_task.end_reason == "error" and "model exploded" in (failed_task.error or "")
+        assert failed_task.end_reason == "model_error" and "model exploded" in (failed_task.error or "")
         for t in (running, queued):
             cancelled = await rt.get(t.id)
             assert cancelled.status == "cancelled" and cancelled.end_reason == "user"

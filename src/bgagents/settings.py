@@ -48,6 +48,27 @@ class ProfileSettings(BaseModel):
     prompt: str = ""
 
 
+class LimitSettings(BaseModel):
+    """Supervision of running tasks (SPEC 5). Durations are in seconds; None turns a limit off."""
+
+    consecutive_threshold: int = Field(20, ge=1)
+    max_tool_calls: int = Field(4000, ge=1)
+    stale_timeout: float = Field(600.0, gt=0)
+    queue_ttl: float | None = Field(None, gt=0)
+    max_runtime: float | None = Field(None, gt=0)
+    approval_timeout: float = Field(600.0, gt=0)
+    retries: int = Field(2, ge=0)
+    retry_backoff: float = Field(1.0, ge=0)
+    completion_nudges: int = Field(3, ge=0)
+    retention_days: float = Field(30.0, gt=0)
+    sweep_interval: float = Field(1.0, gt=0)
+
+
+class SpawnSettings(BaseModel):
+    max_depth: int = Field(3, ge=0)
+    max_descendants: int = Field(50, ge=0)
+
+
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8321
@@ -69,6 +90,8 @@ class Settings(BaseSettings):
     queue_polling_interval: float = Field(0.03, gt=0)  # launch->running p50 ~25 ms; each poll costs CPU
     concurrency: ConcurrencySettings = Field(default_factory=ConcurrencySettings)
     agents: dict[str, ProfileSettings] = Field(default_factory=dict)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    spawn: SpawnSettings = Field(default_factory=SpawnSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
 
     @classmethod

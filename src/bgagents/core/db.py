@@ -29,6 +29,7 @@ tasks = sa.Table(
     sa.Column("forked_from", sa.JSON, nullable=True),
     sa.Column("limits", sa.JSON, nullable=False, default=dict),
     sa.Column("created_at", sa.Float, nullable=False, index=True),
+    sa.Column("queued_at", sa.Float, nullable=True),
     sa.Column("started_at", sa.Float, nullable=True),
     sa.Column("finished_at", sa.Float, nullable=True),
     sa.Column("last_activity_at", sa.Float, nullable=True),
@@ -70,6 +71,33 @@ steering = sa.Table(
     sa.Column("text", sa.Text, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("claimed", sa.Boolean, nullable=False, default=False),
+)
+
+
+notices = sa.Table(
+    "bg_notices",
+    metadata,
+    sa.Column("child_id", sa.String(64), primary_key=True),  # one notice per child: exactly once
+    sa.Column("parent_id", sa.String(64), nullable=False, index=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("delivered", sa.Boolean, nullable=False, default=False),
+)
+
+approvals = sa.Table(
+    "bg_approvals",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("task_id", sa.String(64), nullable=False, index=True),
+    sa.Column("workflow_id", sa.String(80), nullable=False),
+    sa.Column("tool", sa.String(128), nullable=False),
+    sa.Column("args", sa.JSON, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, index=True),  # pending, approved, denied
+    sa.Column("decision_reason", sa.Text, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("decided_at", sa.Float, nullable=True),
 )
 
 

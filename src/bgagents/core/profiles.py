@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, ValidationError
 from ..errors import InvalidInput, UnknownAgent
 from ..settings import ProfileSettings, Settings
 from ..tools import BUILTIN_TOOL_NAMES, READ_ONLY_TOOL_NAMES
+from .permissions import validate as validate_permissions
 
 GENERAL_PROMPT = """You are a capable background agent working on a task in a workspace directory.
 Work autonomously: plan with `todowrite` for multi-step work, use the tools to inspect and change
@@ -54,6 +55,7 @@ def _from_settings(name: str, spec: ProfileSettings, source: str) -> Profile:
     unknown = [t for t in tools if t not in BUILTIN_TOOL_NAMES]
     if unknown:
         raise InvalidInput(f"agent profile '{name}' ({source}) names unknown tools: {', '.join(unknown)}")
+    validate_permissions(spec.permissions, f"agent profile '{name}' ({source})")
     return Profile(
         name=name, description=spec.description, prompt=spec.prompt or GENERAL_PROMPT, model=spec.model,
         fallback_models=spec.fallback_models, tools=tools, permissions=spec.permissions,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -12,22 +13,25 @@ from typing import Any
 
 from dbos import DBOS
 from pydantic_ai import Agent
-from pydantic_ai.exceptions import ModelHTTPError, UnexpectedModelBehavior, UsageLimitExceeded
-from pydantic_ai.messages import ModelMessage
-from pydantic_ai.usage import UsageLimits
+from pydantic_ai.exceptions import UsageLimitExceeded
+from pydantic_ai.messages import ModelMessage, ToolCallPart
+from pydantic_ai.usage import RunUsage, UsageLimits
 
-from ..tools import Todo, ToolContext, build_toolset
-from .durable import DurableModel, ShuttingDown, StepGate, TaskHooks
+from ..settings import LimitSettings
+from ..tools import Spawner, Todo, ToolContext, build_toolset
+from .durable import DurableModel, LoopBreaker, ModelChain, ShuttingDown, StepGate, TaskHooks, TurnStopped
 from .events import EventBus
+from .model_errors import ModelCallError
 from .models import ModelRegistry
 from .profiles import Profile, get_profile
 from .progress import ProgressTracker
-from .schema import TERMINAL, Attempt, Task
+from .schema import TERMINAL, Approval, Attempt, Progress, Task
 from .store import Store
 
 log = logging.getLogger("bgagents.runner")
 
 DEFAULT_REQUEST_LIMIT = 500
+OPEN_TODOS = ("pending", "in_progress")
 
 
 @dataclass
@@ -40,6 +44,8 @@ class Services:
     profiles: Callable[[], dict[str, Profile]]
     workspace: Path
     outputs_dir: Path
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    spawner: Spawner | None = None
     clock: Callable[[], float] = time.time
     gate: StepGate = field(default_factory=StepGate)
     active: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
@@ -57,22 +63,21 @@ class StoreTodos:
         self.tracker = tracker
 
     async def load_todos(self, task_id: str) -> list[Todo]:
-        rows = await self.services.store.get_todos(task_id)
-        return [Todo.model_validate(r) for r in rows]
+        return [Todo.model_validate(r) for r in await self.services.store.get_todos(task_id)]
 
     async def save_todos(self, task_id: str, todos: list[Todo]) -> None:
         await self.tracker.on_todos([t.model_dump(mode="json") for t in todos])
 
 
-def _classify(exc: BaseException) -> tuple[str, str]:
-    """(end_reason, message) for an error that ends a turn."""
+def _classify(exc: BaseException) -> tuple[str, str, str]:
+    """(status, end_reason, message) for an error that ends a turn."""
+    if isinstance(exc, TurnStopped):
+        return exc.status, exc.end_reason, exc.message
     if isinstance(exc, UsageLimitExceeded):
-        return "budget", str(exc)
-    if isinstance(exc, ModelHTTPError):
-        return "model_error", f"model {exc.model_name} answered HTTP {exc.status_code}: {exc.body}"
-    if isinstance(exc, UnexpectedModelBehavior):
-        return "model_error", f"unexpected model behaviour: {exc}"
-    return "error", f"{type(exc).__name__}: {exc}"
+        return "failed", "budget", f"budget crossed: {exc}"
+    if isinstance(exc, ModelCallError):
+        return "failed", "model_error", exc.message
+    return "failed", "error", f"{type(exc).__name__}: {exc}"
 
 
 async def run_turn(services: Services, task_id: str, turn: int, prompt: str) -> str:
@@ -85,17 +90,39 @@ async def run_turn(services: Services, task_id: str, turn: int, prompt: str) -> 
     if task.status in TERMINAL or task.turn != turn:
         return task.status  # cancelled while queued, or an old turn
     now = services.clock()
-    event = await store.update_task(task_id, {"status": "running", "started_at": now, "last_activity_at": now},
+    ttl = services.limits.queue_ttl
+    if task.status == "queued" and ttl and now - (task.queued_at or task.created_at) > ttl:
+        event = await store.update_task(task_id, {"status": "failed", "end_reason": "queue_ttl", "finished_at": now,
+                                                  "error": f"queued for more than {ttl:g} s"},
+                                        "task.failed", {"end_reason": "queue_ttl"}, only_if_status=["queued"])
+        await services.publish(event)
+        return "failed"
+    event = await store.update_task(task_id, {"status": "running", "started_at": task.started_at or now,
+                                              "last_activity_at": now},
                                     "task.running", {"turn": turn}, only_if_status=["queued"])
     if event is None:
         await services.publish(await store.add_event("task.recovered", task_id, {"turn": turn}))
     else:
         await services.publish(event)
 
-    inner = asyncio.create_task(_run_agent(services, task, turn, prompt, services.clock()))
+    inner = asyncio.create_task(_run_agent(services, task, turn, prompt))
     services.active[task_id] = inner
     try:
-        return await inner
+        max_runtime = services.limits.max_runtime
+        if max_runtime is None:
+            return await inner
+        started = task.started_at or now
+        try:
+            return await asyncio.wait_for(asyncio.shield(inner), max(0.0, started + max_runtime - services.clock()))
+        except TimeoutError:
+            inner.cancel()
+            message = f"ran for more than max_runtime ({max_runtime:g} s)"
+            event = await store.update_task(task_id, {"status": "failed", "end_reason": "max_runtime",
+                                                      "finished_at": services.clock(), "error": message},
+                                            "task.failed", {"end_reason": "max_runtime", "error": message},
+                                            only_if_status=["running", "waiting"])
+            await services.publish(event)
+            return "failed"
     except asyncio.CancelledError:
         if not services.gate.draining:  # cancelled by a person: the cancel already wrote the state
             current = await store.get_task(task_id)
@@ -109,66 +136,163 @@ async def run_turn(services: Services, task_id: str, turn: int, prompt: str) -> 
         services.active.pop(task_id, None)
 
 
-async def _run_agent(services: Services, task: Task, turn: int, prompt: str, started: float) -> str:
+async def _snapshot(store: Store, task_id: str) -> dict[str, Any]:
+    """The task at the start of the turn, checkpointed so a replay sees what the first run saw."""
+    task = await store.get_task(task_id)
+    assert task is not None
+    return {"progress": task.progress.model_dump(mode="json"),
+            "attempts": [a.model_dump(mode="json") for a in task.attempts]}
+
+
+def _usage_limits(task: Task, profile: Profile, baseline: Progress) -> UsageLimits:
+    """Budgets count over the whole task (every turn); `max_turns` counts requests of this turn."""
+    limits = task.limits
+    requests = [v for v in (limits.get("requests"), profile.max_turns and baseline.requests + profile.max_turns)
+                if v]
+    return UsageLimits(
+        request_limit=int(min(requests)) if requests else baseline.requests + DEFAULT_REQUEST_LIMIT,
+        input_tokens_limit=int(limits["input_tokens"]) if "input_tokens" in limits else None,
+        output_tokens_limit=int(limits["output_tokens"]) if "output_tokens" in limits else None,
+        total_tokens_limit=int(limits["total_tokens"]) if "total_tokens" in limits else None,
+        tool_calls_limit=int(limits["tool_calls"]) if "tool_calls" in limits else None,
+    )
+
+
+async def _run_agent(services: Services, task: Task, turn: int, prompt: str) -> str:
     store = services.store
+    limits = services.limits
+    snapshot = await DBOS.run_step_async({"name": "turn_start"}, _snapshot, store, task.id)
+    baseline = Progress.model_validate(snapshot["progress"])
+    attempts = [Attempt.model_validate(a) for a in snapshot["attempts"]]
     history = await store.history(task.id, before_turn=turn)
-    tracker = ProgressTracker(task.id, turn, task.progress, len(history), store, services.bus, services.clock)
+    tracker = ProgressTracker(task.id, turn, baseline, len(history), store, services.bus, services.clock)
+    chain = ModelChain([task.model, *[m for m in task.fallback_models if m != task.model]],
+                       started_at=services.clock())
+
+    async def on_switch(old: str, new: str, error: str) -> None:
+        now = services.clock()
+        attempts.append(Attempt(model=old, started_at=chain.started_at, finished_at=now, error=error))
+        chain.started_at = now
+        await DBOS.run_step_async({"name": "switch_model"}, _switch_model, services, task, old, new, error,
+                                  [a.model_dump(mode="json") for a in attempts])
+
+    async def approve(call: ToolCallPart, args: dict[str, Any], why: str) -> tuple[bool, str]:
+        return await _ask_approval(services, task, turn, call, args, why)
+
     try:
         profile = get_profile(services.profiles(), task.agent)
-        model = DurableModel(services.models.resolve(task.model), tracker, services.gate)
+        model = DurableModel(services.models.resolve, chain, tracker, services.gate, limits,
+                             task.limits.get("cost_usd"), on_switch)
         toolset = build_toolset(profile.tools)
         deps = ToolContext(task_id=task.id, workspace=services.workspace, outputs_dir=services.outputs_dir,
-                           todos=StoreTodos(services, tracker))
-        hooks = TaskHooks(tracker, services.gate, store.claim_steering)
+                           todos=StoreTodos(services, tracker), spawner=services.spawner)
+        breaker = LoopBreaker(limits.consecutive_threshold, limits.max_tool_calls, baseline.tool_calls)
+        hooks = TaskHooks(tracker, services.gate, store.claim_steering, breaker, profile.permissions, approve)
         agent: Agent[ToolContext, str] = Agent(
             model, deps_type=ToolContext, instructions=profile.prompt, toolsets=[toolset], capabilities=[hooks],
             name=task.agent,
         )
-        limits = UsageLimits(request_limit=profile.max_turns or DEFAULT_REQUEST_LIMIT)
+        usage = RunUsage(requests=baseline.requests, tool_calls=baseline.tool_calls,
+                         input_tokens=baseline.input_tokens, output_tokens=baseline.output_tokens)
+        usage_limits = _usage_limits(task, profile, baseline)
         messages: list[ModelMessage] = history
         text = prompt
+        nudges = 0
+        asked_for_result = False
         with Agent.parallel_tool_call_execution_mode("sequential"):
             while True:
-                result = await agent.run(text, message_history=messages, deps=deps, usage_limits=limits)
+                result = await agent.run(text, message_history=messages, deps=deps, usage_limits=usage_limits,
+                                         usage=usage)
                 messages = result.all_messages()
+                usage = result.usage
                 late = await DBOS.run_step_async({"name": "claim_steering"}, store.claim_steering, task.id)
-                if not late:
-                    break
-                text = "\n\n".join(late)  # steering that arrived after the last request: one more round
+                if late:  # steering that arrived after the last request: one more round
+                    text = "\n\n".join(late)
+                    continue
+                todos = await DBOS.run_step_async({"name": "read_todos"}, store.get_todos, task.id)
+                still_open = [t["content"] for t in todos if t.get("status") in OPEN_TODOS]
+                if still_open and nudges < limits.completion_nudges:
+                    nudges += 1
+                    text = ("You ended your turn with todos still open: " + "; ".join(still_open)
+                            + ". Continue working on them, or mark them completed or cancelled and give your result.")
+                    continue
+                if not str(result.output).strip() and not asked_for_result:
+                    asked_for_result = True
+                    text = "You ended without any output. Reply now with your result."
+                    continue
+                break
         output = result.output
     except (asyncio.CancelledError, ShuttingDown):
         raise
     except Exception as exc:
-        reason, message = _classify(exc)
-        log.info("task %s failed: %s", task.id, message)
-        attempt = Attempt(model=task.model, started_at=started, finished_at=services.clock(), error=message)
-        return await DBOS.run_step_async({"name": "finish"}, _finish, services, task, turn, "failed",
-                                         tracker, None, None, message, reason, attempt)
-    attempt = Attempt(model=task.model, started_at=started, finished_at=services.clock())
-    return await DBOS.run_step_async({"name": "finish"}, _finish, services, task, turn, "completed",
-                                     tracker, messages, output, None, None, attempt)
+        status, reason, message = _classify(exc)
+        log.info("task %s ended %s (%s): %s", task.id, status, reason, message)
+        attempts.append(Attempt(model=chain.current, started_at=chain.started_at, finished_at=services.clock(),
+                                error=message))
+        return await DBOS.run_step_async({"name": "finish"}, _finish, services, task, turn, status, tracker,
+                                         None, None, message, reason, attempts)
+    attempts.append(Attempt(model=chain.current, started_at=chain.started_at, finished_at=services.clock()))
+    return await DBOS.run_step_async({"name": "finish"}, _finish, services, task, turn, "completed", tracker,
+                                     messages, output, None, None, attempts)
+
+
+async def _switch_model(services: Services, task: Task, old: str, new: str, error: str,
+                        attempts: list[dict[str, Any]]) -> None:
+    """Records the move to the next model as a new attempt, and tells the parent."""
+    data = {"from": old, "to": new, "error": error}
+    event = await services.store.update_task(task.id, {"model": new, "attempts": attempts}, "task.model_switched",
+                                             data)
+    await services.publish(event)
+    if task.parent_id and task.parent_id.startswith("bg_"):
+        note = f"<background-task-update>{task.id} ({task.name}) switched from {old} to {new} after: {error}" \
+               "</background-task-update>"
+        await services.store.add_steering(task.parent_id, note, ["queued", "running", "waiting", "completed",
+                                                                 "failed", "cancelled"])
+
+
+async def _ask_approval(services: Services, task: Task, turn: int, call: ToolCallPart, args: dict[str, Any],
+                        why: str) -> tuple[bool, str]:
+    """Puts the task in `waiting` with an approval request, then waits durably for the decision."""
+    workflow = f"{task.id}.{turn}"
+    approval_id = "ap_" + hashlib.sha1(f"{workflow}:{call.tool_call_id}".encode()).hexdigest()[:10]
+    approval = Approval(id=approval_id, task_id=task.id, tool=call.tool_name, args=args, reason=why,
+                        status="pending", created_at=services.clock())
+
+    async def request() -> None:
+        await services.publish(await services.store.insert_approval(approval, workflow))
+
+    await DBOS.run_step_async({"name": "approval_request"}, request)
+    timeout = services.limits.approval_timeout
+    answer = await DBOS.recv_async(topic=approval_id, timeout_seconds=timeout)
+    if answer is None:
+        async def expire() -> None:
+            decided = await services.store.decide_approval(approval_id, "deny", f"no answer within {timeout:g} s")
+            if decided is not None:
+                await services.publish(decided[0])
+
+        await DBOS.run_step_async({"name": "approval_timeout"}, expire)
+        return False, f"no answer within {timeout:g} s"
+    return answer.get("decision") == "approve", str(answer.get("reason") or answer.get("decision"))
 
 
 async def _finish(services: Services, task: Task, turn: int, status: str, tracker: ProgressTracker,
                   messages: list[ModelMessage] | None, output: Any, error: str | None,
-                  end_reason: str | None, attempt: Attempt) -> str:
+                  end_reason: str | None, attempts: list[Attempt]) -> str:
     now = services.clock()
-    task_id = task.id
-    attempts = [a.model_dump(mode="json") for a in [*task.attempts, attempt]]
     values: dict[str, Any] = {"status": status, "finished_at": now, "last_activity_at": now, "error": error,
                               "end_reason": end_reason, "progress": tracker.progress.model_dump(mode="json"),
-                              "attempts": attempts}
+                              "attempts": [a.model_dump(mode="json") for a in attempts]}
     if status == "completed":
         text = output if isinstance(output, str) else None
         data = None if isinstance(output, str) else output
         values["result"] = {"text": text, "data": data}
     if messages is not None:
-        await services.store.save_messages(task_id, turn, tracker.persisted, messages[tracker.persisted:])
-    event = await services.store.update_task(task_id, values, f"task.{status}",
+        await services.store.save_messages(task.id, turn, tracker.persisted, messages[tracker.persisted:])
+    event = await services.store.update_task(task.id, values, f"task.{status}",
                                              {"error": error, "end_reason": end_reason, "result": values.get("result")},
                                              only_if_status=["running", "waiting"])
     await services.publish(event)
     if event is None:
-        current = await services.store.get_task(task_id)
+        current = await services.store.get_task(task.id)
         return current.status if current else status
     return status

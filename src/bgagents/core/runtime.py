@@ -33,7 +33,8 @@ from .names import slugify
 from .names import task_id as new_task_id
 from .profiles import Profile, get_profile, load_profiles
 from .runner import Services
-from .schema import ACTIVE, TERMINAL, Event, Output, Task, TranscriptEntry
+from .schema import ACTIVE, TERMINAL, Approval, Event, Output, Task, TranscriptEntry
+from .spawner import RuntimeSpawner
 from .store import Store, load_messages
 
 log = logging.getLogger("bgagents")
@@ -78,13 +79,14 @@ class Runtime:
         self.db_engine = db.create_engine(settings.sqlalchemy_url)
         self.store = Store(self.db_engine, clock=self.clock)
         self.services = Services(store=self.store, bus=self.bus, models=self.models, profiles=self.profiles,
-                                 workspace=workspace, outputs_dir=outputs.resolve(), clock=self.clock)
+                                 workspace=workspace, outputs_dir=outputs.resolve(), limits=settings.limits,
+                                 spawner=RuntimeSpawner(self), clock=self.clock)
         self.engine = Engine(self.services, settings.sqlalchemy_url, settings.queue_polling_interval,
                              executor_id=self.executor_id)
         self.engine.launch()
         self._started = True
         await self._reconcile()
-        self._watcher = asyncio.create_task(self._watch_cancels())
+        self._watcher = asyncio.create_task(self._watch())
 
     async def stop(self, grace: float = 5.0) -> None:
         """Graceful: no new step starts, running turns stop at a step boundary and resume on next start."""
@@ -116,18 +118,40 @@ class Runtime:
                 prompt = await self._turn_prompt(task)
                 await self._enqueue(task, prompt)
 
-    async def _watch_cancels(self) -> None:
-        """Interrupts local turns whose task another process cancelled."""
+    async def _watch(self) -> None:
+        """Housekeeping: interrupts local turns another process cancelled, expires queued tasks past
+        `queue_ttl`, and prunes finished tasks past the retention period."""
+        limits = self.settings.limits
+        last_sweep = 0.0
         while True:
-            await asyncio.sleep(WATCH_INTERVAL)
-            ids = list(self.services.active)
-            if not ids:
-                continue
+            await asyncio.sleep(min(WATCH_INTERVAL, limits.sweep_interval))
             try:
-                for task in await self.store.list_tasks(status=["cancelled"], ids=ids):
-                    await self.engine.cancel(task.id, task.turn)
+                ids = list(self.services.active)
+                if ids:
+                    for task in await self.store.list_tasks(status=["cancelled"], ids=ids):
+                        await self.engine.cancel(task.id, task.turn)
+                if time.monotonic() - last_sweep >= limits.sweep_interval:
+                    last_sweep = time.monotonic()
+                    await self._sweep()
             except Exception:  # the watcher must outlive a passing database error
-                log.exception("cancel watcher")
+                log.exception("housekeeping")
+
+    async def _sweep(self) -> None:
+        limits = self.settings.limits
+        now = self.clock()
+        if limits.queue_ttl:
+            for task in await self.store.list_tasks(status=["queued"]):
+                if now - (task.queued_at or task.created_at) > limits.queue_ttl:
+                    event = await self.store.update_task(
+                        task.id, {"status": "failed", "end_reason": "queue_ttl", "finished_at": now,
+                                  "error": f"queued for more than {limits.queue_ttl:g} s"},
+                        "task.failed", {"end_reason": "queue_ttl"}, only_if_status=["queued"])
+                    if event is not None:
+                        await self.services.publish(event)
+                        await self.engine.cancel(task.id, task.turn)
+        pruned = await self.store.prune(now - limits.retention_days * 86400)
+        if pruned:
+            log.info("retention: removed %d finished task(s)", pruned)
 
     # -- launch ------------------------------------------------------------------------------------
 
@@ -157,7 +181,8 @@ class Runtime:
                      agent: str | None = None, model: str | None = None,
                      fallback_models: list[str] | None = None, parent_id: str | None = None,
                      priority: int = 0, limits: dict[str, float] | None = None,
-                     _history: list[Any] | None = None, _forked_from: dict[str, Any] | None = None) -> Task:
+                     _history: builtins.list[Any] | None = None, _forked_from: dict[str, Any] | None = None,
+                     _task_id: str | None = None) -> Task:
         """Queues a task and returns it at once, in `queued`."""
         if not isinstance(prompt, str) or not prompt.strip():
             raise InvalidInput("the prompt is empty", code="empty_prompt")
@@ -177,13 +202,15 @@ class Runtime:
                 raise NotFound(f"parent task '{parent_id}' does not exist")
             if parent is not None:
                 root_id, depth = parent.root_id, parent.depth + 1
+                await self._check_spawn_limits(root_id, depth)
         key, _ = self._concurrency(model_name)
-        tid = new_task_id()
+        tid = _task_id or new_task_id()
+        now = self.clock()
         task = Task(
             id=tid, name=slugify(name or prompt), description=description, status="queued", prompt=prompt,
             agent=profile.name, model=model_name, fallback_models=fallbacks, concurrency_key=key,
             priority=int(priority), parent_id=parent_id or None, root_id=root_id or tid, depth=depth,
-            limits=limits, created_at=self.clock(), forked_from=_forked_from,
+            limits=limits, created_at=now, queued_at=now, forked_from=_forked_from,
         )
         event = await self.store.insert_task(task, _history or [])
         self.bus.announce(event)
@@ -193,6 +220,16 @@ class Runtime:
             await self._fail_unstarted(task, f"could not enqueue: {exc}")
             raise
         return task
+
+    async def _check_spawn_limits(self, root_id: str, depth: int) -> None:
+        spawn = self.settings.spawn
+        if depth > spawn.max_depth:
+            raise InvalidInput(f"depth limit: a task at depth {depth} would pass max_depth {spawn.max_depth}",
+                               code="spawn_limit")
+        descendants = await self.store._run(self.store.count_descendants_sync, root_id)
+        if descendants >= spawn.max_descendants:
+            raise InvalidInput(f"descendant limit: the root task {root_id} already has {descendants} descendants "
+                               f"(max_descendants {spawn.max_descendants})", code="spawn_limit")
 
     async def _fail_unstarted(self, task: Task, message: str) -> None:
         event = await self.store.update_task(task.id, {"status": "failed", "error": message, "end_reason": "error",
@@ -329,7 +366,7 @@ class Runtime:
         turn = task.turn + 1
         event = await self.store.update_task(
             task_id, {"status": "queued", "turn": turn, "finished_at": None, "error": None, "end_reason": None,
-                      "result": None},
+                      "result": None, "queued_at": self.clock()},
             "task.resumed", {"turn": turn, "prompt": prompt}, only_if_status=TERMINAL)
         if event is None:
             raise Conflict(f"task {task_id} changed state; try again")
@@ -366,6 +403,28 @@ class Runtime:
             limits=source.limits, _history=history,
             _forked_from={"task_id": source.id, "at": len(history)},
         )
+
+    # -- approvals ---------------------------------------------------------------------------------
+
+    async def approvals(self, status: str | None = "pending") -> builtins.list[Approval]:
+        if status not in (None, "pending", "approved", "denied"):
+            raise InvalidInput(f"unknown approval status '{status}'; known: pending, approved, denied")
+        return await self.store.approvals(status)
+
+    async def decide(self, approval_id: str, decision: str, reason: str | None = None) -> Approval:
+        """Approves or denies a pending tool call; the waiting task goes on at once."""
+        if decision not in ("approve", "deny"):
+            raise InvalidInput("decision must be 'approve' or 'deny'")
+        found = await self.store.approvals(approval_id=approval_id)
+        if not found:
+            raise NotFound(f"no approval with id '{approval_id}'")
+        decided = await self.store.decide_approval(approval_id, decision, reason)
+        if decided is None:
+            raise Conflict(f"approval {approval_id} is already {found[0].status}", code="already_decided")
+        event, workflow = decided
+        await self.services.publish(event)
+        await DBOS.send_async(workflow, {"decision": decision, "reason": reason}, topic=approval_id)
+        return (await self.store.approvals(approval_id=approval_id))[0]
 
     async def workflow_statuses(self, task_id: str) -> builtins.list[str]:
         """DBOS's view of the task's workflows (for diagnostics and tests)."""

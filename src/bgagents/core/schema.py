@@ -64,6 +64,7 @@ class Task(BaseModel):
     forked_from: dict[str, Any] | None = None
     limits: dict[str, float] = Field(default_factory=dict)
     created_at: float
+    queued_at: float | None = None
     started_at: float | None = None
     finished_at: float | None = None
     last_activity_at: float | None = None
@@ -110,3 +111,17 @@ class Output(BaseModel):
     error: str | None = None
     end_reason: str | None = None
     progress: Progress
+
+
+class Approval(BaseModel):
+    """A tool call waiting for a person's decision (SPEC 5.7)."""
+
+    id: str
+    task_id: str
+    tool: str
+    args: dict[str, Any]
+    reason: str
+    status: Literal["pending", "approved", "denied"]
+    decision_reason: str | None = None
+    created_at: float
+    decided_at: float | None = None

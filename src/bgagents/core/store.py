@@ -16,7 +16,7 @@ from pydantic_ai.messages import ModelMessage, ModelMessagesTypeAdapter, ModelRe
 from pydantic_core import to_jsonable_python
 
 from . import db
-from .schema import Event, Task
+from .schema import ACTIVE, TERMINAL, Approval, Event, Task
 
 T = TypeVar("T")
 
@@ -31,6 +31,11 @@ def _event_from_row(row: sa.Row[Any]) -> Event:
 
 def _dump_message(message: ModelMessage) -> Any:
     return to_jsonable_python(message, bytes_mode="base64")
+
+
+def _one_line(text: str, limit: int) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def load_messages(rows: Iterable[Any]) -> list[ModelMessage]:
@@ -113,9 +118,56 @@ class Store:
             changed = conn.execute(query.values(**to_jsonable_python(values))).rowcount
             if not changed:
                 return None
+            if values.get("status") in TERMINAL:
+                self._notify_parent(conn, task_id)
             if event_type is None:
                 return True
             return self._insert_event(conn, event_type, task_id, event_data or {})
+
+    def _notify_parent(self, conn: sa.Connection, child_id: str) -> None:
+        """Records the child's end for its parent, in the transaction that ends it: exactly once.
+
+        While siblings are still active the notice waits quietly; when the last one ends (or one
+        fails) the parent gets one summary of every waiting notice, as a steering message that
+        reaches it at its next step (or when it is resumed)."""
+        child = conn.execute(sa.select(db.tasks).where(db.tasks.c.id == child_id)).first()
+        if child is None or not child.parent_id:
+            return
+        if conn.execute(sa.select(db.notices.c.child_id).where(db.notices.c.child_id == child_id)).first():
+            return
+        now = self.clock()
+        began = child.started_at or child.created_at
+        seconds = max(0, int((child.finished_at or now) - began))
+        detail = ""
+        if child.status == "completed" and child.result and child.result.get("text"):
+            detail = f" — result: {_one_line(child.result['text'], 300)}"
+        elif child.error:
+            detail = f" — {child.end_reason or 'error'}: {_one_line(child.error, 300)}"
+        summary = f"- {child.id} ({child.name}): {child.status} after {seconds}s{detail}"
+        conn.execute(db.notices.insert().values(child_id=child_id, parent_id=child.parent_id, status=child.status,
+                                                summary=summary, created_at=now, delivered=False))
+        active = conn.execute(sa.select(sa.func.count()).select_from(db.tasks).where(
+            db.tasks.c.parent_id == child.parent_id, db.tasks.c.status.in_(list(ACTIVE)))).scalar_one()
+        if active and child.status != "failed":
+            return
+        waiting = conn.execute(sa.select(db.notices.c.child_id, db.notices.c.summary)
+                               .where(db.notices.c.parent_id == child.parent_id, db.notices.c.delivered.is_(False))
+                               .order_by(db.notices.c.created_at)).all()
+        conn.execute(db.notices.update().where(db.notices.c.child_id.in_([w.child_id for w in waiting]))
+                     .values(delivered=True))
+        head = "A background task failed" if child.status == "failed" and active else "Background tasks finished"
+        text = (f"<background-tasks>\n{head}:\n" + "\n".join(w.summary for w in waiting)
+                + ("\n(other tasks are still running)" if active else "")
+                + "\nUse background_output(task_id) for a full result.\n</background-tasks>")
+        parent_is_task = conn.execute(sa.select(db.tasks.c.id).where(db.tasks.c.id == child.parent_id)).first()
+        if parent_is_task:
+            conn.execute(db.steering.insert().values(task_id=child.parent_id, text=text, created_at=now))
+            self._insert_event(conn, "task.children_done", child.parent_id,
+                               {"children": [w.child_id for w in waiting], "summary": text})
+        else:
+            self._insert_event(conn, "conversation.children_done", None,
+                               {"children": [w.child_id for w in waiting], "summary": text},
+                               conversation_id=child.parent_id)
 
     async def update_task(self, task_id: str, values: dict[str, Any], event_type: str | None,
                           event_data: dict[str, Any] | None = None,
@@ -258,3 +310,70 @@ class Store:
 
     async def running_counts(self) -> dict[str, int]:
         return await self._run(self.running_counts_sync)
+
+    # -- approvals ---------------------------------------------------------------------------------
+
+    def insert_approval_sync(self, approval: Approval, workflow_id: str) -> Event | None:
+        """Stores a pending approval and puts its task in `waiting`; a replay finds it already there."""
+        with self.engine.begin() as conn:
+            if conn.execute(sa.select(db.approvals.c.id).where(db.approvals.c.id == approval.id)).first():
+                return None
+            conn.execute(db.approvals.insert().values(**approval.model_dump(mode="json"), workflow_id=workflow_id))
+            conn.execute(db.tasks.update().where(db.tasks.c.id == approval.task_id, db.tasks.c.status == "running")
+                         .values(status="waiting"))
+            return self._insert_event(conn, "task.waiting", approval.task_id,
+                                      {"approval": approval.model_dump(mode="json")})
+
+    async def insert_approval(self, approval: Approval, workflow_id: str) -> Event | None:
+        return await self._run(self.insert_approval_sync, approval, workflow_id)
+
+    def decide_approval_sync(self, approval_id: str, decision: str, reason: str | None) -> tuple[Event, str] | None:
+        """Records a decision on a pending approval; returns its event and the workflow to tell, or None."""
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(db.approvals).where(db.approvals.c.id == approval_id)).first()
+            if row is None or row.status != "pending":
+                return None
+            status = "approved" if decision == "approve" else "denied"
+            conn.execute(db.approvals.update().where(db.approvals.c.id == approval_id)
+                         .values(status=status, decision_reason=reason, decided_at=self.clock()))
+            conn.execute(db.tasks.update().where(db.tasks.c.id == row.task_id, db.tasks.c.status == "waiting")
+                         .values(status="running"))
+            event = self._insert_event(conn, f"task.{status}", row.task_id,
+                                       {"approval_id": approval_id, "tool": row.tool, "reason": reason})
+            return event, row.workflow_id
+
+    async def decide_approval(self, approval_id: str, decision: str, reason: str | None) -> tuple[Event, str] | None:
+        return await self._run(self.decide_approval_sync, approval_id, decision, reason)
+
+    def approvals_sync(self, status: str | None = None, approval_id: str | None = None) -> list[Approval]:
+        query = sa.select(db.approvals).order_by(db.approvals.c.created_at)
+        if status is not None:
+            query = query.where(db.approvals.c.status == status)
+        if approval_id is not None:
+            query = query.where(db.approvals.c.id == approval_id)
+        with self.engine.connect() as conn:
+            return [Approval.model_validate(dict(r._mapping)) for r in conn.execute(query)]
+
+    async def approvals(self, status: str | None = None, approval_id: str | None = None) -> list[Approval]:
+        return await self._run(self.approvals_sync, status, approval_id)
+
+    # -- retention ---------------------------------------------------------------------------------
+
+    def prune_sync(self, finished_before: float) -> int:
+        """Deletes tasks finished before the cutoff, unless a parent that is still active refers to them."""
+        with self.engine.begin() as conn:
+            parents = sa.select(db.tasks.c.id).where(db.tasks.c.status.in_(list(ACTIVE)))
+            old = [r.id for r in conn.execute(
+                sa.select(db.tasks.c.id).where(db.tasks.c.status.in_(list(TERMINAL)),
+                                               db.tasks.c.finished_at < finished_before,
+                                               sa.or_(db.tasks.c.parent_id.is_(None),
+                                                      db.tasks.c.parent_id.not_in(parents))))]
+            for table, column in ((db.messages, db.messages.c.session_id), (db.events, db.events.c.task_id),
+                                  (db.steering, db.steering.c.task_id), (db.approvals, db.approvals.c.task_id),
+                                  (db.tasks, db.tasks.c.id)):
+                for i in range(0, len(old), 500):
+                    conn.execute(table.delete().where(column.in_(old[i:i + 500])))
+            return len(old)
+
+    async def prune(self, finished_before: float) -> int:
+        return await self._run(self.prune_sync, finished_before)

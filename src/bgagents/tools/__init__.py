@@ -8,7 +8,8 @@ from typing import Any
 
 from pydantic_ai.toolsets import FunctionToolset
 
-from .context import Todo, TodoStore, ToolContext
+from .background import background_cancel, background_list, background_output, background_task
+from .context import Spawner, Todo, TodoStore, ToolContext
 from .files import edit, glob, grep, read, write
 from .shell import bash
 from .todos import todoread, todowrite
@@ -17,9 +18,13 @@ from .workspace import WorkspaceError, resolve_path
 TOOLS: dict[str, Any] = {
     "bash": bash, "read": read, "write": write, "edit": edit, "glob": glob, "grep": grep,
     "todowrite": todowrite, "todoread": todoread,
+    "background_task": background_task, "background_output": background_output,
+    "background_cancel": background_cancel, "background_list": background_list,
 }
 BUILTIN_TOOL_NAMES: tuple[str, ...] = tuple(TOOLS)
 READ_ONLY_TOOL_NAMES: tuple[str, ...] = ("read", "glob", "grep", "todoread")
+BACKGROUND_TOOL_NAMES: tuple[str, ...] = ("background_task", "background_output", "background_cancel",
+                                          "background_list")
 
 
 def build_toolset(names: Iterable[str]) -> FunctionToolset[ToolContext]:
@@ -39,7 +44,7 @@ def _toolset(names: tuple[str, ...]) -> FunctionToolset[ToolContext]:
 def summarize_args(tool_name: str, args: dict[str, Any]) -> str:
     """A one-line form of a call for progress displays, e.g. `bash: ls -la`."""
     key = {"bash": "command", "read": "path", "write": "path", "edit": "path", "glob": "pattern",
-           "grep": "pattern"}.get(tool_name)
+           "grep": "pattern", "background_task": "prompt", "background_output": "task_id"}.get(tool_name)
     if key and key in args:
         detail = str(args[key])
     elif tool_name == "todowrite" and isinstance(args.get("todos"), list):
@@ -51,6 +56,7 @@ def summarize_args(tool_name: str, args: dict[str, Any]) -> str:
 
 
 __all__ = [
-    "BUILTIN_TOOL_NAMES", "READ_ONLY_TOOL_NAMES", "Todo", "TodoStore", "ToolContext", "WorkspaceError",
+    "BACKGROUND_TOOL_NAMES", "BUILTIN_TOOL_NAMES", "READ_ONLY_TOOL_NAMES", "Spawner", "Todo", "TodoStore",
+    "ToolContext", "WorkspaceError",
     "build_toolset", "resolve_path", "summarize_args",
 ]

@@ -21,11 +21,25 @@ class TodoStore(Protocol):
     async def save_todos(self, task_id: str, todos: list[Todo]) -> None: ...
 
 
+class Spawner(Protocol):
+    """What the background_* tools need from the runtime to run an agent's own background tasks."""
+
+    async def spawn(self, parent_id: str, key: str, prompt: str, description: str, agent: str | None,
+                    model: str | None) -> str: ...
+
+    async def child_output(self, parent_id: str, task_id: str, block: bool, timeout: float) -> str: ...
+
+    async def cancel_children(self, parent_id: str, task_id: str | None, all_: bool) -> str: ...
+
+    async def list_children(self, parent_id: str) -> str: ...
+
+
 @dataclass
 class ToolContext:
     task_id: str
     workspace: Path
     outputs_dir: Path
     todos: TodoStore
+    spawner: Spawner | None = None
     bash_timeout: float = 120.0
     max_output_chars: int = 30_000
