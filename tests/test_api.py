@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -161,3 +162,52 @@ async def test_bad_input_on_task_routes(api: httpx.AsyncClient, runtime: Runtime
 async def test_openapi_document(api: httpx.AsyncClient) -> None:
     doc = (await api.get("http://test/openapi.json")).json()
     assert "/api/v1/tasks" in doc["paths"] and "/api/v1/events" in doc["paths"]
+
+
+async def test_launch_with_limits_and_fallbacks_over_http(api: httpx.AsyncClient, runtime: Runtime) -> None:
+    runtime.register_model("m", Script(steps=[("todoread", {})] * 3).model())
+    runtime.register_model("backup", Script().model("backup"))
+    response = await api.post("/tasks", json={"prompt": "x", "model": "m", "limits": {"tool_calls": 1},
+                                              "fallback_models": ["backup"]})
+    assert response.status_code == 201, response.text
+    task = response.json()
+    assert task["fallback_models"] == ["backup"] and task["limits"] == {"tool_calls": 1}
+    done = (await api.get(f"/tasks/{task['id']}/output", params={"wait": "true", "timeout": 20})).json()
+    assert done["status"] == "failed" and done["end_reason"] == "budget"
+
+
+async def test_approvals_over_http(tmp_path: Path) -> None:
+    from bgagents.settings import ProfileSettings
+
+    from .conftest import make_settings
+
+    settings = make_settings(tmp_path, agents={"careful": ProfileSettings(permissions={"bash": "ask"})})
+    async with Runtime(settings) as rt:
+        rt.register_model("m", Script(steps=[("bash", {"command": "echo hi"}), ("bash", {"command": "echo no"})])
+                          .model())
+        app = create_app(rt, TOKEN, manage_runtime=False)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test/api/v1",
+                                     headers={"Authorization": f"Bearer {TOKEN}"}) as api:
+            task = (await api.post("/tasks", json={"prompt": "x", "model": "m", "agent": "careful"})).json()
+            decided = []
+            for decision in ("approve", "deny"):
+                while not (pending := (await api.get("/approvals")).json()):
+                    await asyncio.sleep(0.01)
+                item = pending[0]
+                assert item["task_id"] == task["id"] and item["tool"] == "bash" and item["status"] == "pending"
+                assert (await api.get(f"/tasks/{task['id']}")).json()["status"] == "waiting"
+                response = await api.post(f"/approvals/{item['id']}", json={"decision": decision, "reason": "r"})
+                expected = {"approve": "approved", "deny": "denied"}[decision]
+                assert response.status_code == 200 and response.json()["status"] == expected
+                decided.append(item["id"])
+            done = (await api.get(f"/tasks/{task['id']}/output", params={"wait": "true", "timeout": 20})).json()
+            assert done["status"] == "completed"
+            every = (await api.get("/approvals", params={"status": "all"})).json()
+            assert [a["status"] for a in every] == ["approved", "denied"]
+            # bad input: unknown id, a bad decision, deciding twice, an unknown status filter
+            assert (await api.post("/approvals/nope", json={"decision": "approve"})).status_code == 404
+            bad = await api.post(f"/approvals/{decided[0]}", json={"decision": "maybe"})
+            assert bad.status_code == 422 and error_code(bad) == "invalid_request"
+            twice = await api.post(f"/approvals/{decided[0]}", json={"decision": "deny"})
+            assert twice.status_code == 409 and error_code(twice)
+            assert (await api.get("/approvals", params={"status": "odd"})).status_code == 422

@@ -141,3 +141,35 @@ def test_token_file_is_created_private(server_factory: Callable[..., ServerProce
         assert client.get("/tasks").status_code == 200
     assert httpx.get(server.url + "/api/v1/tasks").status_code == 401
     assert server.token not in server.log_text()
+
+
+def test_cli_approvals(server_factory: Callable[..., ServerProcess]) -> None:
+    server = server_factory(BGAGENTS_MODEL="demo")
+    (server.home / "config.toml").write_text(
+        '[agents.careful]\ndescription = "asks before bash"\n'
+        'permissions = { bash = { "echo *" = "allow", "*" = "ask" }, write = "deny" }\n'
+    )
+    server.start()
+    task = json.loads(server.cli("launch", "Survey the workspace", "--agent", "careful", "--json").stdout)
+    pending: list[dict[str, Any]] = []
+
+    def some_pending() -> bool:
+        pending[:] = json.loads(server.cli("approvals", "--json").stdout)
+        return bool(pending)
+
+    wait_for(some_pending, timeout=30, what="an approval request")
+    assert pending[0]["task_id"] == task["id"] and pending[0]["tool"] == "bash"
+    table = server.cli("approvals")
+    assert pending[0]["id"] in table.stdout and "bash" in table.stdout
+    approved = server.cli("approve", pending[0]["id"], "--reason", "looks fine")
+    assert approved.returncode == 0 and "approved" in approved.stdout
+    out = json.loads(server.cli("output", task["id"], "--wait", "--timeout", "60", "--json").stdout)
+    assert out["status"] == "completed"
+    decided = json.loads(server.cli("approvals", "--all", "--json").stdout)
+    assert [a["status"] for a in decided] == ["approved"]
+    logs = server.cli("logs", task["id"]).stdout
+    assert "denied" in logs  # write is denied outright and the agent is told
+    again = server.cli("deny", pending[0]["id"])
+    assert again.returncode == 1 and "already" in again.stderr
+    missing = server.cli("approve", "ap_nope")
+    assert missing.returncode == 1 and "ap_nope" in missing.stderr and "Traceback" not in missing.stderr

@@ -277,6 +277,40 @@ def fork(
 
 
 @app.command()
+def approvals(
+    all_: Annotated[bool, typer.Option("--all", help="Include decided ones.")] = False,
+    json_mode: JsonOpt = False,
+) -> None:
+    """Tool calls waiting for your decision."""
+    items = call(json_mode, lambda c: c.get("/approvals", status="all" if all_ else "pending"))
+    if json_mode:
+        emit(items)
+    elif not items:
+        console.print("no approvals waiting" if not all_ else "no approvals")
+    else:
+        console.print(render.approvals_table(items))
+
+
+def _decide(approval_id: str, decision: str, reason: str | None, json_mode: bool) -> None:
+    item = call(json_mode, lambda c: c.post(f"/approvals/{approval_id}", {"decision": decision, "reason": reason}))
+    emit(item) if json_mode else console.print(f"{item['id']} {item['status']} ({item['tool']} of {item['task_id']})")
+
+
+@app.command()
+def approve(approval_id: str, reason: Annotated[str | None, typer.Option(help="Why.")] = None,
+            json_mode: JsonOpt = False) -> None:
+    """Approve a waiting tool call; the task goes on at once."""
+    _decide(approval_id, "approve", reason, json_mode)
+
+
+@app.command()
+def deny(approval_id: str, reason: Annotated[str | None, typer.Option(help="Why (the agent sees it).")] = None,
+         json_mode: JsonOpt = False) -> None:
+    """Deny a waiting tool call; the agent is told and goes on without it."""
+    _decide(approval_id, "deny", reason, json_mode)
+
+
+@app.command()
 def demo(
     keep: Annotated[bool, typer.Option("--keep", help="Keep the server up after the agents finish.")] = False,
     agents: Annotated[int, typer.Option(help="How many demo agents to launch.", min=1, max=20)] = 3,

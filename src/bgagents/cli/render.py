@@ -43,7 +43,7 @@ def progress_line(task: dict[str, Any]) -> str:
 
 def tasks_table(tasks: list[dict[str, Any]], title: str | None = None, *, show_model: bool = True) -> Table:
     table = Table(title=title, header_style="bold", expand=False)
-    table.add_column("ID", no_wrap=True, min_width=11)
+    table.add_column("ID", no_wrap=True, min_width=15)
     table.add_column("NAME", no_wrap=True, min_width=12, max_width=22, overflow="ellipsis")
     table.add_column("STATUS", no_wrap=True, min_width=9)
     if show_model:
@@ -124,8 +124,16 @@ def event_line(event: dict[str, Any]) -> Text | None:
         text.append(kind.split(".")[1], style=STATUS_STYLE.get(kind.split(".")[1], ""))
         if data.get("error"):
             text.append(f": {data['error']}", style="red")
+    elif kind == "task.waiting":
+        approval = data.get("approval") or {}
+        text.append(f"waiting for approval {approval.get('id')}: {approval.get('tool')} — {approval.get('reason')}",
+                    style="magenta")
+    elif kind in ("task.approved", "task.denied"):
+        text.append(f"{kind.split('.')[1]}: {data.get('tool')}", style="magenta")
+    elif kind == "task.model_switched":
+        text.append(f"switched model {data.get('from')} → {data.get('to')}: {data.get('error')}", style="yellow")
     elif kind in ("task.running", "task.queued", "task.resumed", "task.steered", "task.recovered",
-                  "task.interrupted"):
+                  "task.interrupted", "task.children_done"):
         text.append(kind.split(".")[1], style="bold")
         if data.get("message"):
             text.append(f": {data['message']}")
@@ -134,6 +142,17 @@ def event_line(event: dict[str, Any]) -> Text | None:
     text.no_wrap = True
     text.overflow = "ellipsis"
     return text
+
+
+def approvals_table(items: list[dict[str, Any]]) -> Table:
+    table = Table(header_style="bold")
+    for col in ("ID", "TASK", "TOOL", "CALL", "STATUS", "WHY"):
+        table.add_column(col, overflow="fold")
+    for a in items:
+        args = a.get("args") or {}
+        detail = args.get("command") or args.get("path") or json.dumps(args)
+        table.add_row(a["id"], a["task_id"], a["tool"], str(detail)[:80], a["status"], a["reason"])
+    return table
 
 
 def make_console(json_mode: bool = False) -> Console:

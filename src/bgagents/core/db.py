@@ -39,6 +39,8 @@ tasks = sa.Table(
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("end_reason", sa.String(32), nullable=True),
     sa.Column("attempts", sa.JSON, nullable=False, default=list),
+    # parent, turn and tool call of the background_task call that launched it: a replayed call finds it
+    sa.Column("spawn_key", sa.String(256), nullable=True, unique=True),
 )
 
 events = sa.Table(

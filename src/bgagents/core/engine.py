@@ -1,13 +1,21 @@
-"""DBOS as the durable engine: the turn workflow, one queue per concurrency key, launch and shutdown.
+"""DBOS as the durable engine: the turn workflow, the queues, launch and shutdown.
 
 DBOS registers workflows by name before launch, so there is exactly one workflow, `bgagents.turn`,
 whose agent (model, instructions, tools) is chosen per run from the task row.
+
+Queues: DBOS starts a worker for a newly registered queue only at its next check, up to a second
+later, so a queue per concurrency key would start each new model's first task late. Instead there
+is one partitioned queue per distinct limit (`bgagents:limit:5`), partitioned by concurrency key,
+registered at start from the settings; a new model is only a new partition, served at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -35,8 +43,9 @@ def workflow_id(task_id: str, turn: int) -> str:
     return f"{task_id}.{turn}"
 
 
-def queue_name(key: str) -> str:
-    return QUEUE_PREFIX + key
+def queue_name(limit: int) -> str:
+    """The queue for every key with this limit; 0 means unlimited."""
+    return f"{QUEUE_PREFIX}unlimited" if limit <= 0 else f"{QUEUE_PREFIX}limit:{limit}"
 
 
 def dbos_priority(priority: int) -> int:
@@ -48,12 +57,13 @@ class Engine:
     """Owns the DBOS instance of this process."""
 
     def __init__(self, services: Services, database_url: str, polling_interval: float,
-                 executor_id: str | None = None) -> None:
+                 executor_id: str | None = None, limits: set[int] | None = None) -> None:
         self.services = services
         self.database_url = database_url
         self.polling_interval = polling_interval
         self.executor_id = executor_id
-        self._queues: dict[str, int] = {}
+        self.limits = limits or set()
+        self._queues: set[int] = set()
 
     def launch(self) -> None:
         global _services
@@ -72,20 +82,43 @@ class Engine:
         DBOS(config=config)  # type: ignore[arg-type]
         DBOS.launch()
 
-    async def ensure_queue(self, key: str, limit: int) -> str:
-        name = queue_name(key)
-        if self._queues.get(key) != limit:
-            await DBOS.register_queue_async(
-                name, global_concurrency=limit or None, polling_interval_sec=self.polling_interval,
-                on_conflict="always_update",
-            )
-            self._queues[key] = limit
-        return name
+    async def start_queues(self) -> None:
+        for limit in sorted(self.limits):
+            await self._register_queue(limit)
+        await asyncio.to_thread(self._wait_for_workers, {queue_name(limit) for limit in self.limits})
+
+    async def _register_queue(self, limit: int) -> None:
+        await DBOS.register_queue_async(
+            queue_name(limit), partition_concurrency=limit if limit > 0 else None,
+            polling_interval_sec=self.polling_interval, on_conflict="always_update",
+        )
+        self._queues.add(limit)
+
+    @staticmethod
+    def _wait_for_workers(names: set[str], timeout: float = 2.0) -> None:
+        """Blocks until DBOS runs a worker thread for each queue, so the first launch starts at once."""
+        wanted = {f"queue-worker-{name}" for name in names}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if wanted <= {t.name for t in threading.enumerate()}:
+                return
+            time.sleep(0.01)
+        log.warning("DBOS has not started workers for %s yet; the first tasks may start late", sorted(names))
 
     async def enqueue(self, key: str, limit: int, task_id: str, turn: int, prompt: str, priority: int) -> None:
-        name = await self.ensure_queue(key, limit)
-        with SetWorkflowID(workflow_id(task_id, turn)), SetEnqueueOptions(priority=dbos_priority(priority)):
-            await DBOS.enqueue_workflow_async(name, turn_workflow, task_id, turn, prompt)
+        name = queue_name(limit)
+        if limit not in self._queues:  # a limit that was not in the settings at start
+            await self._register_queue(limit)
+
+        async def enqueue() -> None:
+            options = SetEnqueueOptions(priority=dbos_priority(priority),
+                                        queue_partition_key=key if limit > 0 else None)
+            with SetWorkflowID(workflow_id(task_id, turn)), options:
+                await DBOS.enqueue_workflow_async(name, turn_workflow, task_id, turn, prompt)
+
+        # A task launched by a tool (background_task) is enqueued from inside a DBOS step, which DBOS
+        # forbids; an empty context makes it a workflow of its own, as it is: it outlives its parent's turn.
+        await asyncio.get_running_loop().create_task(enqueue(), context=contextvars.Context())
 
     async def workflow_exists(self, task_id: str, turn: int) -> bool:
         return await DBOS.get_workflow_status_async(workflow_id(task_id, turn)) is not None

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 import secrets
+import string
+import threading
+import time
 from collections.abc import Container
 
 STOP_WORDS = frozenset("""
@@ -15,8 +18,30 @@ further once also let lets make get go
 """.split())
 
 
+_DIGITS = string.digits + string.ascii_lowercase  # in ASCII order, so fixed-width strings sort as numbers
+_EPOCH_MS = 1_735_689_600_000  # 2025-01-01
+_last_ms = 0
+_lock = threading.Lock()
+
+
+def _base36(n: int, width: int) -> str:
+    out = []
+    for _ in range(width):
+        n, d = divmod(n, 36)
+        out.append(_DIGITS[d])
+    return "".join(reversed(out))
+
+
 def task_id() -> str:
-    return "bg_" + secrets.token_hex(4)
+    """`bg_` + 8 characters of milliseconds (strictly rising in this process) + 4 random ones.
+
+    Ids sort in launch order. DBOS orders a queue by priority, then enqueue time (whole seconds on
+    SQLite before Python 3.12), then workflow id, so sortable ids keep first-in-first-out."""
+    global _last_ms
+    with _lock:
+        _last_ms = max(int(time.time() * 1000) - _EPOCH_MS, _last_ms + 1)
+        ms = _last_ms
+    return "bg_" + _base36(ms, 8) + "".join(secrets.choice(_DIGITS) for _ in range(4))
 
 
 def slugify(text: str, taken: Container[str] = ()) -> str:

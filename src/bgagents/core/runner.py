@@ -13,7 +13,7 @@ from typing import Any
 
 from dbos import DBOS
 from pydantic_ai import Agent
-from pydantic_ai.exceptions import UsageLimitExceeded
+from pydantic_ai.exceptions import UnexpectedModelBehavior, UsageLimitExceeded
 from pydantic_ai.messages import ModelMessage, ToolCallPart
 from pydantic_ai.usage import RunUsage, UsageLimits
 
@@ -77,6 +77,8 @@ def _classify(exc: BaseException) -> tuple[str, str, str]:
         return "failed", "budget", f"budget crossed: {exc}"
     if isinstance(exc, ModelCallError):
         return "failed", "model_error", exc.message
+    if isinstance(exc, UnexpectedModelBehavior) and "output retries" in str(exc):
+        return "failed", "error", f"the model gave no usable output, even when asked again for its result ({exc})"
     return "failed", "error", f"{type(exc).__name__}: {exc}"
 
 
@@ -226,7 +228,9 @@ async def _run_agent(services: Services, task: Task, turn: int, prompt: str) -> 
         raise
     except Exception as exc:
         status, reason, message = _classify(exc)
-        log.info("task %s ended %s (%s): %s", task.id, status, reason, message)
+        # an unexplained error keeps its traceback in the log; the expected ends need only a line
+        log.log(logging.WARNING if reason == "error" else logging.INFO, "task %s ended %s (%s): %s", task.id, status,
+                reason, message, exc_info=exc if reason == "error" else None)
         attempts.append(Attempt(model=chain.current, started_at=chain.started_at, finished_at=services.clock(),
                                 error=message))
         return await DBOS.run_step_async({"name": "finish"}, _finish, services, task, turn, status, tracker,

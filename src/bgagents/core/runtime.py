@@ -81,9 +81,12 @@ class Runtime:
         self.services = Services(store=self.store, bus=self.bus, models=self.models, profiles=self.profiles,
                                  workspace=workspace, outputs_dir=outputs.resolve(), limits=settings.limits,
                                  spawner=RuntimeSpawner(self), clock=self.clock)
+        c = settings.concurrency
         self.engine = Engine(self.services, settings.sqlalchemy_url, settings.queue_polling_interval,
-                             executor_id=self.executor_id)
+                             executor_id=self.executor_id,
+                             limits={c.default, *c.providers.values(), *c.models.values()})
         self.engine.launch()
+        await self.engine.start_queues()
         self._started = True
         await self._reconcile()
         self._watcher = asyncio.create_task(self._watch())
@@ -182,7 +185,7 @@ class Runtime:
                      fallback_models: list[str] | None = None, parent_id: str | None = None,
                      priority: int = 0, limits: dict[str, float] | None = None,
                      _history: builtins.list[Any] | None = None, _forked_from: dict[str, Any] | None = None,
-                     _task_id: str | None = None) -> Task:
+                     _spawn_key: str | None = None) -> Task:
         """Queues a task and returns it at once, in `queued`."""
         if not isinstance(prompt, str) or not prompt.strip():
             raise InvalidInput("the prompt is empty", code="empty_prompt")
@@ -204,7 +207,7 @@ class Runtime:
                 root_id, depth = parent.root_id, parent.depth + 1
                 await self._check_spawn_limits(root_id, depth)
         key, _ = self._concurrency(model_name)
-        tid = _task_id or new_task_id()
+        tid = new_task_id()
         now = self.clock()
         task = Task(
             id=tid, name=slugify(name or prompt), description=description, status="queued", prompt=prompt,
@@ -212,7 +215,7 @@ class Runtime:
             priority=int(priority), parent_id=parent_id or None, root_id=root_id or tid, depth=depth,
             limits=limits, created_at=now, queued_at=now, forked_from=_forked_from,
         )
-        event = await self.store.insert_task(task, _history or [])
+        event = await self.store.insert_task(task, _history or [], _spawn_key)
         self.bus.announce(event)
         try:
             await self._enqueue(task, prompt)

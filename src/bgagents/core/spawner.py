@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import TYPE_CHECKING
 
 from ..errors import NotFound
@@ -26,12 +25,12 @@ class RuntimeSpawner:
                     model: str | None) -> str:
         """Launches a child; the same parent and key give the same child, so a replayed call starts none."""
         parent = await self.runtime.get(parent_id)
-        child_id = "bg_" + hashlib.sha1(f"{parent_id}:{parent.turn}:{key}".encode()).hexdigest()[:8]
-        existing = await self.runtime.store.get_task(child_id)
+        spawn_key = f"{parent_id}:{parent.turn}:{key}"
+        existing = await self.runtime.store.task_by_spawn_key(spawn_key)
         if existing is not None:
             return existing.id
         task = await self.runtime.launch(prompt, description=description, agent=agent, model=model or parent.model,
-                                         parent_id=parent_id, _task_id=child_id)
+                                         parent_id=parent_id, _spawn_key=spawn_key)
         return task.id
 
     async def _child(self, parent_id: str, task_id: str) -> Task:

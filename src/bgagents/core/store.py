@@ -22,7 +22,9 @@ T = TypeVar("T")
 
 
 def _task_from_row(row: sa.Row[Any]) -> Task:
-    return Task.model_validate(dict(row._mapping))
+    values = dict(row._mapping)
+    values.pop("spawn_key", None)
+    return Task.model_validate(values)
 
 
 def _event_from_row(row: sa.Row[Any]) -> Event:
@@ -68,20 +70,28 @@ class Store:
         return Event(seq=seq[0], time=now, type=type_, task_id=task_id, conversation_id=conversation_id,
                      data=data)
 
-    def insert_task_sync(self, task: Task, messages: Sequence[ModelMessage] = ()) -> Event:
+    def insert_task_sync(self, task: Task, messages: Sequence[ModelMessage] = (),
+                         spawn_key: str | None = None) -> Event:
         with self.engine.begin() as conn:
             values = task.model_dump(mode="json")
-            conn.execute(db.tasks.insert().values(**values))
+            conn.execute(db.tasks.insert().values(**values, spawn_key=spawn_key))
             self._insert_messages(conn, task.id, 0, 0, messages)
             return self._insert_event(conn, "task.queued", task.id, {"task": values})
 
-    async def insert_task(self, task: Task, messages: Sequence[ModelMessage] = ()) -> Event:
-        return await self._run(self.insert_task_sync, task, messages)
+    async def insert_task(self, task: Task, messages: Sequence[ModelMessage] = (),
+                          spawn_key: str | None = None) -> Event:
+        return await self._run(self.insert_task_sync, task, messages, spawn_key)
+
+    def _one_task(self, where: sa.ColumnElement[bool]) -> Task | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(db.tasks).where(where)).first()
+        return _task_from_row(row) if row else None
+
+    async def task_by_spawn_key(self, spawn_key: str) -> Task | None:
+        return await self._run(self._one_task, db.tasks.c.spawn_key == spawn_key)
 
     def get_task_sync(self, task_id: str) -> Task | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(sa.select(db.tasks).where(db.tasks.c.id == task_id)).first()
-        return _task_from_row(row) if row else None
+        return self._one_task(db.tasks.c.id == task_id)
 
     async def get_task(self, task_id: str) -> Task | None:
         return await self._run(self.get_task_sync, task_id)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -39,3 +41,8 @@ class ForkBody(Body):
 class CancelAllBody(Body):
     all: bool = True
     parent_id: str | None = None
+
+
+class DecisionBody(Body):
+    decision: Literal["approve", "deny"]
+    reason: str | None = None
