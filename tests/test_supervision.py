@@ -168,6 +168,33 @@ async def test_fallback_tells_the_parent(runtime: Runtime) -> None:
     assert "switched from primary to backup" in texts
 
 
+async def test_model_override_kept_on_resume_fork_and_after_fallback(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, agents={"p": ProfileSettings(model="profile-model")},
+                             limits=limits(retries=0))
+    async with Runtime(settings) as rt:
+        profile_model, override = Script(), Script(answer="from override")
+        rt.register_model("profile-model", profile_model.model("profile-model"))
+        rt.register_model("override", override.model("override"))
+        task = await rt.launch("x", agent="p", model="override")
+        await rt.wait(task.id, timeout=20)
+        await rt.resume(task.id, "again")
+        assert (await rt.wait(task.id, timeout=20)).model == "override"
+        forked = await rt.fork(task.id, "a fork")
+        assert (await rt.wait(forked.id, timeout=20)).model == "override"
+        assert len(override.calls) == 3 and profile_model.calls == []
+        # after a fallback the task goes on with the model that works, also when resumed
+        calls: list[int] = []
+        rt.register_model("primary", failing(503, calls=calls))
+        backup = Script(answer="from backup")
+        rt.register_model("backup", backup.model("backup"))
+        fell = await rt.launch("y", agent="p", model="primary", fallback_models=["backup"])
+        await rt.wait(fell.id, timeout=20)
+        await rt.resume(fell.id, "again")
+        done = await rt.wait(fell.id, timeout=20)
+    assert done.status == "completed" and done.model == "backup"
+    assert len(calls) == 1 and len(backup.calls) == 2 and profile_model.calls == []
+
+
 def test_classification() -> None:
     rate = classify(ModelHTTPError(429, "m", {"error": {"type": "rate_limit_error"}}), "m")
     assert rate.transient and rate.status == 429 and rate.provider_kind == "rate_limit_error"
@@ -378,6 +405,27 @@ async def test_notice_exactly_once_and_early_on_failure(runtime: Runtime) -> Non
     # a finished parent gets waiting notices when resumed; a second end of a child never notifies twice
     runtime.store.update_task_sync(a.id, {"status": "completed"}, None)
     assert runtime.store.claim_steering_sync(parent.id) == []
+
+
+async def test_restart_with_a_notice_pending_delivers_it_once(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    parent_model = Script(answer="parent")
+    async with Runtime(settings) as rt:
+        rt.register_model("m", parent_model.model())
+        parent = await rt.launch("parent", model="m")
+        await rt.wait(parent.id, timeout=10)
+        child = await rt.launch("child", model="m", parent_id=parent.id)
+        await rt.wait(child.id, timeout=10)  # the parent has ended: the notice waits for its next turn
+    async with Runtime(settings) as rt:
+        rt.register_model("m", parent_model.model())
+        await rt.resume(parent.id, "what happened?")
+        await rt.wait(parent.id, timeout=10)
+        await rt.resume(parent.id, "and now?")
+        await rt.wait(parent.id, timeout=10)
+    seen = [t for call in parent_model.calls for t in user_texts(call) if "<background-tasks>" in t]
+    assert len(set(seen)) == 1 and child.id in seen[0]
+    last_turn = user_texts(parent_model.calls[-1])
+    assert sum("<background-tasks>" in t for t in last_turn) == 1  # kept in history, never sent twice
 
 
 # -- approvals -----------------------------------------------------------------------------------------------------
