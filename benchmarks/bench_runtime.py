@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from bgagents import Runtime, Settings  # noqa: E402
 from bgagents.core.profiles import GENERAL_PROMPT  # noqa: E402
-from bgagents.settings import ConcurrencySettings  # noqa: E402
+from bgagents.settings import ConcurrencySettings, LimitSettings  # noqa: E402
 from bgagents.tools import BUILTIN_TOOL_NAMES, Todo, ToolContext, build_toolset  # noqa: E402
 
 
@@ -59,7 +59,9 @@ def stepping_model(requests: int, delay: float, tool: str) -> FunctionModel:
 
 
 def settings_for(home: Path, concurrency: int) -> Settings:
-    return Settings(home=home, workspace=home / "ws", concurrency=ConcurrencySettings(default=concurrency))
+    # the benchmark agents repeat one call on purpose: the loop breaker is set past their length
+    return Settings(home=home, workspace=home / "ws", concurrency=ConcurrencySettings(default=concurrency),
+                    limits=LimitSettings(consecutive_threshold=10_000))
 
 
 def count_steps(home: Path) -> int:

@@ -143,6 +143,9 @@ class Engine:
                 t.cancel()
             if still:
                 await asyncio.wait(still, timeout=2)
+        workflows = [t for t in self.services.workflows if not t.done()]
+        if workflows:  # DBOS still records their outcomes
+            await asyncio.wait(workflows, timeout=2)
 
     def destroy(self) -> None:
         """Stops DBOS. DBOS made its thread pool the loop's default executor and shuts it down here,

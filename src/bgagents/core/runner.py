@@ -49,6 +49,8 @@ class Services:
     clock: Callable[[], float] = time.time
     gate: StepGate = field(default_factory=StepGate)
     active: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
+    # the DBOS workflow tasks around them: a shutdown waits for these too, so DBOS records each outcome
+    workflows: set[asyncio.Task[Any]] = field(default_factory=set)
 
     async def publish(self, event: Any) -> None:
         if event is not None and event is not True:
@@ -107,6 +109,10 @@ async def run_turn(services: Services, task_id: str, turn: int, prompt: str) -> 
     else:
         await services.publish(event)
 
+    outer = asyncio.current_task()
+    if outer is not None:
+        services.workflows.add(outer)
+        outer.add_done_callback(services.workflows.discard)
     inner = asyncio.create_task(_run_agent(services, task, turn, prompt))
     services.active[task_id] = inner
     try:
