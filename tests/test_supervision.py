@@ -28,7 +28,8 @@ def limits(**kw: Any) -> LimitSettings:
 
 
 async def started(rt: Runtime, task_id: str, status: str = "running") -> None:
-    while (await rt.get(task_id)).status != status:
+    while (task := await rt.get(task_id)).status != status:
+        assert not task.finished, f"{task_id} ended {task.status} ({task.end_reason}) before it was {status}"
         await asyncio.sleep(0.01)
 
 
@@ -238,10 +239,10 @@ async def test_fake_provider_failures_end_clearly(tmp_path: Path, monkeypatch: p
 async def test_slow_but_active_stream_is_not_stale(tmp_path: Path) -> None:
     async def stream(messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator[str | DeltaToolCalls]:
         for word in ["slow ", "but ", "steady ", "wins"]:
-            await asyncio.sleep(0.15)
+            await asyncio.sleep(0.25)
             yield word
 
-    settings = make_settings(tmp_path, limits=limits(stale_timeout=0.35))
+    settings = make_settings(tmp_path, limits=limits(stale_timeout=0.7))
     async with Runtime(settings) as rt:
         rt.register_model("m", FunctionModel(stream_function=stream, model_name="m"))
         done = await rt.wait((await rt.launch("x", model="m")).id, timeout=20)
@@ -259,12 +260,12 @@ async def test_queue_ttl_and_max_runtime(tmp_path: Path) -> None:
         await gate.wait()
         return ModelResponse(parts=[TextPart("ok")])
 
-    settings = make_settings(tmp_path, concurrency=ConcurrencySettings(default=1),
-                             limits=limits(queue_ttl=0.2, max_runtime=0.6))
+    settings = make_settings(tmp_path, concurrency=ConcurrencySettings(default=1), limits=limits(max_runtime=1.0))
     async with Runtime(settings) as rt:
         rt.register_model("m", FunctionModel(blocking, model_name="m"))
         first = await rt.launch("first", model="m")
         await started(rt, first.id)
+        rt.settings.limits.queue_ttl = 0.2  # only now: a slow machine must not expire the first one
         waiting = await rt.launch("second", model="m")
         expired = await rt.wait(waiting.id, timeout=10)
         assert expired.status == "failed" and expired.end_reason == "queue_ttl"
@@ -272,7 +273,7 @@ async def test_queue_ttl_and_max_runtime(tmp_path: Path) -> None:
         assert timed_out.status == "failed" and timed_out.end_reason == "max_runtime"
         gate.set()
         assert await rt.running_counts() == {}
-        rt.settings.limits.max_runtime = None
+        rt.settings.limits.max_runtime = rt.settings.limits.queue_ttl = None
         after = await rt.launch("after", model="m")
         assert (await rt.wait(after.id, timeout=10)).status == "completed"
 
@@ -433,7 +434,7 @@ async def test_restart_with_a_notice_pending_delivers_it_once(tmp_path: Path) ->
 
 async def test_approvals_approve_deny_and_timeout(tmp_path: Path) -> None:
     profile = ProfileSettings(permissions={"bash": {"echo safe*": "allow", "*": "ask"}, "write": "deny"})
-    settings = make_settings(tmp_path, agents={"careful": profile}, limits=limits(approval_timeout=0.3))
+    settings = make_settings(tmp_path, agents={"careful": profile}, limits=limits(approval_timeout=30))
     steps = [("bash", {"command": "echo safe"}), ("bash", {"command": "touch approved.txt"}),
              ("bash", {"command": "touch denied.txt"}), ("write", {"path": "w.txt", "content": "x"}),
              ("bash", {"command": "touch timeout.txt"})]
@@ -446,6 +447,8 @@ async def test_approvals_approve_deny_and_timeout(tmp_path: Path) -> None:
                 await asyncio.sleep(0.01)
             assert (await rt.get(task.id)).status == "waiting"
             assert pending[0].tool == "bash" and "matches" in pending[0].reason
+            if decision == "deny":  # the asks still to come time out fast; the ones we answer never race it
+                rt.settings.limits.approval_timeout = 0.3
             decided = await rt.decide(pending[0].id, decision, reason="checked")
             assert decided.status == ("approved" if decision == "approve" else "denied")
             from bgagents import Conflict
