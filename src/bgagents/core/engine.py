@@ -120,6 +120,10 @@ class Engine:
         # forbids; an empty context makes it a workflow of its own, as it is: it outlives its parent's turn.
         await asyncio.get_running_loop().create_task(enqueue(), context=contextvars.Context())
 
+    async def send_decision(self, workflow: str, approval_id: str, decision: dict[str, Any]) -> None:
+        """Wakes the turn waiting on this approval (it waits with DBOS.recv on the approval's topic)."""
+        await DBOS.send_async(workflow, decision, topic=approval_id)
+
     async def workflow_exists(self, task_id: str, turn: int) -> bool:
         return await DBOS.get_workflow_status_async(workflow_id(task_id, turn)) is not None
 

@@ -84,6 +84,21 @@ def _classify(exc: BaseException) -> tuple[str, str, str]:
     return "failed", "error", f"{type(exc).__name__}: {exc}"
 
 
+async def expire_if_queued_too_long(services: Services, task: Task) -> bool:
+    """Fails a task queued for longer than `queue_ttl`; checked when its turn starts and by the sweep."""
+    ttl, now = services.limits.queue_ttl, services.clock()
+    if task.status != "queued" or not ttl or now - (task.queued_at or task.created_at) <= ttl:
+        return False
+    event = await services.store.update_task(
+        task.id, {"status": "failed", "end_reason": "queue_ttl", "finished_at": now,
+                  "error": f"queued for more than {ttl:g} s"},
+        "task.failed", {"end_reason": "queue_ttl"}, only_if_status=["queued"])
+    if event is None:  # it started, or ended, meanwhile
+        return False
+    await services.publish(event)
+    return True
+
+
 async def run_turn(services: Services, task_id: str, turn: int, prompt: str) -> str:
     """The workflow body. Returns the final status, or re-raises a shutdown so DBOS resumes it later."""
     store = services.store
@@ -93,14 +108,9 @@ async def run_turn(services: Services, task_id: str, turn: int, prompt: str) -> 
         return "missing"
     if task.status in TERMINAL or task.turn != turn:
         return task.status  # cancelled while queued, or an old turn
-    now = services.clock()
-    ttl = services.limits.queue_ttl
-    if task.status == "queued" and ttl and now - (task.queued_at or task.created_at) > ttl:
-        event = await store.update_task(task_id, {"status": "failed", "end_reason": "queue_ttl", "finished_at": now,
-                                                  "error": f"queued for more than {ttl:g} s"},
-                                        "task.failed", {"end_reason": "queue_ttl"}, only_if_status=["queued"])
-        await services.publish(event)
+    if await expire_if_queued_too_long(services, task):
         return "failed"
+    now = services.clock()
     event = await store.update_task(task_id, {"status": "running", "started_at": task.started_at or now,
                                               "last_activity_at": now},
                                     "task.running", {"turn": turn}, only_if_status=["queued"])

@@ -32,7 +32,7 @@ from .models import ModelRegistry, concurrency_key, concurrency_limit
 from .names import slugify
 from .names import task_id as new_task_id
 from .profiles import Profile, get_profile, load_profiles
-from .runner import Services
+from .runner import Services, expire_if_queued_too_long
 from .schema import ACTIVE, TERMINAL, Approval, Event, Output, Task, TranscriptEntry
 from .spawner import RuntimeSpawner
 from .store import Store, load_messages
@@ -144,14 +144,8 @@ class Runtime:
         now = self.clock()
         if limits.queue_ttl:
             for task in await self.store.list_tasks(status=["queued"]):
-                if now - (task.queued_at or task.created_at) > limits.queue_ttl:
-                    event = await self.store.update_task(
-                        task.id, {"status": "failed", "end_reason": "queue_ttl", "finished_at": now,
-                                  "error": f"queued for more than {limits.queue_ttl:g} s"},
-                        "task.failed", {"end_reason": "queue_ttl"}, only_if_status=["queued"])
-                    if event is not None:
-                        await self.services.publish(event)
-                        await self.engine.cancel(task.id, task.turn)
+                if await expire_if_queued_too_long(self.services, task):
+                    await self.engine.cancel(task.id, task.turn)
         pruned = await self.store.prune(now - limits.retention_days * 86400)
         if pruned:
             log.info("retention: removed %d finished task(s)", pruned)
@@ -229,7 +223,7 @@ class Runtime:
         if depth > spawn.max_depth:
             raise InvalidInput(f"depth limit: a task at depth {depth} would pass max_depth {spawn.max_depth}",
                                code="spawn_limit")
-        descendants = await self.store._run(self.store.count_descendants_sync, root_id)
+        descendants = await self.store.count_descendants(root_id)
         if descendants >= spawn.max_descendants:
             raise InvalidInput(f"descendant limit: the root task {root_id} already has {descendants} descendants "
                                f"(max_descendants {spawn.max_descendants})", code="spawn_limit")
@@ -426,7 +420,7 @@ class Runtime:
             raise Conflict(f"approval {approval_id} is already {found[0].status}", code="already_decided")
         event, workflow = decided
         await self.services.publish(event)
-        await DBOS.send_async(workflow, {"decision": decision, "reason": reason}, topic=approval_id)
+        await self.engine.send_decision(workflow, approval_id, {"decision": decision, "reason": reason})
         return (await self.store.approvals(approval_id=approval_id))[0]
 
     async def workflow_statuses(self, task_id: str) -> builtins.list[str]:

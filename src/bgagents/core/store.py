@@ -191,6 +191,9 @@ class Store:
                                                                        db.tasks.c.id != root_id)
             ).scalar_one())
 
+    async def count_descendants(self, root_id: str) -> int:
+        return await self._run(self.count_descendants_sync, root_id)
+
     def running_counts_sync(self) -> dict[str, int]:
         with self.engine.connect() as conn:
             rows = conn.execute(
