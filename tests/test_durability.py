@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -95,3 +96,32 @@ def _events(server: ServerProcess, task_id: str) -> list[dict[str, Any]]:
                 if event["type"] == "task.completed":
                     break
     return out
+
+
+def test_kill_9_in_the_middle_of_a_conversation(server_factory: Callable[..., ServerProcess]) -> None:
+    """Events queued behind a running turn and a background agent mid-way survive kill -9, in order."""
+    server = server_factory(BGAGENTS_MODEL="demo", BGAGENTS_DEMO_PAUSE="0.3")
+    server.start()
+    texts = ["research the history of tea", "hello", "plan a garden"]
+    with server.client() as client:
+        for text in texts:
+            assert client.post("/conversations/default/messages", json={"text": text}).status_code == 202
+        wait_for(lambda: len(client.get("/conversations/default/responses").json()) >= 1, 30, "a first answer")
+    server.kill9()
+    server.start()
+    with server.client() as client:
+        def answers() -> list[dict[str, Any]]:
+            found: list[dict[str, Any]] = client.get("/conversations/default/responses").json()
+            return found
+
+        # each message answered once, two of them also by their background agent's result
+        wait_for(lambda: len(answers()) >= 5, 60, "every answer after the restart")
+        time.sleep(1.0)
+        got = answers()
+        assert len(got) == 5, [r["message"] for r in got]
+        direct = [r["message"] for r in got if "reports:" not in r["message"]]
+        assert [next(t for t in texts if t in m) for m in direct] == texts  # in the order they were sent
+        history = client.get("/conversations/default/history").text.splitlines()
+        events = [json.loads(line) for line in history if json.loads(line)["kind"] == "event"]
+        assert [e["data"]["text"] for e in events if e["type"] == "user-message"] == texts
+        assert all(e["status"] == "started" for e in events)

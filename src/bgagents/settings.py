@@ -69,6 +69,17 @@ class SpawnSettings(BaseModel):
     max_descendants: int = Field(50, ge=0)
 
 
+class ConversationSettings(BaseModel):
+    """The main conversation (SPEC 4). Durations are in seconds."""
+
+    model: str | None = None  # the main agent's model; default: the top-level `model`
+    agent: str = "general"  # the profile whose tools the main agent has
+    wait_threshold: float = Field(60.0, ge=0)  # how long a new event waits for a busy main turn
+    peek_model: str | None = None  # a small model for peeks and health checks; default: the session's own
+    health_check_interval: float = Field(0.0, ge=0)  # 0 = off: progress (SPEC 2.3) already costs nothing
+    health_check_timeout: float = Field(120.0, gt=0)
+
+
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8321
@@ -92,6 +103,7 @@ class Settings(BaseSettings):
     agents: dict[str, ProfileSettings] = Field(default_factory=dict)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     spawn: SpawnSettings = Field(default_factory=SpawnSettings)
+    conversation: ConversationSettings = Field(default_factory=ConversationSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
 
     @classmethod

@@ -13,9 +13,12 @@ from xml.sax.saxutils import escape
 from pydantic import BaseModel, Field
 
 EventType = Literal["user-message", "button-click", "schedule-trigger", "background-agent-result",
-                    "background-agent-progress"]
+                    "background-agent-progress", "background-agent-start", "peek", "health-check"]
+# the events a conversation takes from its queue (SPEC 4.1)
 EVENT_TYPES: tuple[EventType, ...] = ("user-message", "button-click", "schedule-trigger",
                                       "background-agent-result", "background-agent-progress")
+# the prompts of sessions forked from it: a background agent's start, a peek, a health check
+FORK_TYPES: tuple[EventType, ...] = ("background-agent-start", "peek", "health-check")
 _ENTITIES = {'"': "&quot;", "'": "&apos;"}
 
 

@@ -15,6 +15,10 @@ The <event> element has these attributes:
   - schedule-trigger: a scheduled prompt fired (see <schedule>); its prompt is in <text>.
   - background-agent-result: a background agent you started has finished (see <result>).
   - background-agent-progress: a report on a background agent still at work (see <progress>).
+  - background-agent-start: you are a background agent forked from the main session; do the work
+    in <text> and answer with its result (it goes to the main session, not to the person).
+  - peek: someone asks how the work of this session is going (see <instructions>).
+  - health-check: the system asks whether this session's work is finished (see <instructions>).
 - session: "main" when you answer in the main session, "background" when you run as a
   background session whose answer goes back to the main session, not to the person.
 - time: when the event happened (ISO 8601).

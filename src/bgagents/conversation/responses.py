@@ -49,3 +49,11 @@ def delivery(response: MainResponse) -> Delivery | None:
         return None
     return Delivery(message=response.message if response.message and response.message.strip() else NO_OUTPUT,
                     files=response.files, buttons=response.buttons)
+
+
+class HealthReport(BaseModel):
+    """A health check's answer about a background session (SPEC 4.6)."""
+
+    finished: bool = Field(description="True if the task is complete, false if it is still being worked on.")
+    output: MainResponse | None = Field(None, description="The full result, when finished is true.")
+    progress: str | None = Field(None, description="One sentence on where the work stands, when not finished.")

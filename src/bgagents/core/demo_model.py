@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import xml.etree.ElementTree as ET
+from typing import Any
 
 from pydantic_ai.messages import (
     ModelMessage,
@@ -56,9 +58,70 @@ def _todos(done: int) -> list[dict[str, str]]:
     ]
 
 
+LONG_WORK = re.compile(r"\b(research|investigate|analy[sz]e|survey|write|draft|plan|build|review|background)\b", re.I)
+
+
+def _event(prompt: str) -> ET.Element | None:
+    """The conversation event of a prompt (SPEC 4.2), if it is one."""
+    if not prompt.lstrip().startswith("<event"):
+        return None
+    try:
+        return ET.fromstring(prompt)
+    except ET.ParseError:
+        return None
+
+
+def _answer(event: ET.Element) -> dict[str, Any]:
+    """The main agent's structured answer to one conversation event."""
+    kind, text = event.get("type"), (event.findtext("text") or "").strip()
+    if kind == "button-click":
+        return _send(f"You chose {event.findtext('button')!r}.")
+    if kind == "background-agent-result":
+        result = event.find("result")
+        if result is None or result.get("action") == "silent":
+            return {"action": "silent", "action_reason": "the background agent had nothing to report"}
+        origin = event.find("original-event")
+        name = origin.get("name") if origin is not None else "a background agent"
+        return _send(f"Background agent {name!r} reports: {result.findtext('text') or '[No output]'}")
+    if kind == "background-agent-progress":
+        return {"action": "silent", "action_reason": "progress changes nothing for the person"}
+    instructions = event.findtext("instructions") or ""
+    if LONG_WORK.search(text) or "background agent" in instructions:
+        return _send(f"That takes a while, so a background agent is on it: {text!r}. Its result comes here "
+                     "when it is done; try /sessions or /peek meanwhile.",
+                     background_agents=[{"name": _slug(text), "prompt": text}])
+    return _send(f"You said {text!r}. I answer quick things myself; ask me to research, write or plan "
+                 "something to see a background agent at work.")
+
+
+def _send(message: str, **kw: Any) -> dict[str, Any]:
+    return {"action": "send", "action_reason": "demo", "message": f"{LABEL} {message}", **kw}
+
+
+def _output(info: AgentInfo, args: dict[str, Any]) -> ModelResponse:
+    return ModelResponse(parts=[ToolCallPart(info.output_tools[0].name, args)])
+
+
+def _progress(messages: list[ModelMessage]) -> str:
+    calls = [p.tool_name for m in messages if isinstance(m, ModelResponse) for p in m.parts
+             if isinstance(p, ToolCallPart)]
+    last = f"; the last was {calls[-1]}" if calls else ""
+    return f"{LABEL} {len(calls)} tool calls so far{last}; the rest of the plan is still to do."
+
+
 async def _demo(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
     await asyncio.sleep(_pause())
     prompt, done = _since_prompt(messages)
+    event = _event(prompt)
+    if event is not None:
+        if event.get("type") in ("peek", "health-check"):
+            report = _progress(messages)
+            if info.output_tools:
+                return _output(info, {"finished": False, "progress": report})
+            return ModelResponse(parts=[TextPart(report)])
+        if event.get("session") == "main" and info.output_tools:
+            return _output(info, _answer(event))
+        prompt = event.findtext("text") or prompt
     tools = {t.name for t in info.function_tools}
     note = f"demo-notes/{_slug(prompt)}.md"
     script: list[tuple[str, str, dict[str, object]]] = [
@@ -82,11 +145,12 @@ async def _demo(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
         if tool not in tools or (tool == "glob" and "bash" in tools) or (tool == "read" and "write" not in tools):
             continue
         return ModelResponse(parts=[TextPart(f"{LABEL} {text}"), ToolCallPart(tool, args)])
-    return ModelResponse(parts=[TextPart(
-        f"{LABEL} Finished: {prompt!r}. I looked around the workspace"
-        + (f" and wrote {note}." if "write" in tools else ".")
-        + " Point bgagents at a real model (BGAGENTS_MODEL) for real work."
-    )])
+    report = (f"{LABEL} Finished: {prompt!r}. I looked around the workspace"
+              + (f" and wrote {note}." if "write" in tools else ".")
+              + " Point bgagents at a real model (BGAGENTS_MODEL) for real work.")
+    if info.output_tools:  # a background agent of a conversation answers in the structured form
+        return _output(info, _send(report.removeprefix(f"{LABEL} "), files=[note] if "write" in tools else []))
+    return ModelResponse(parts=[TextPart(report)])
 
 
 def demo_model() -> FunctionModel:

@@ -105,6 +105,20 @@ class Engine:
             time.sleep(0.01)
         log.warning("DBOS has not started workers for %s yet; the first tasks may start late", sorted(names))
 
+    async def add_serial_queue(self, name: str) -> None:
+        """A queue that runs one workflow at a time per partition key (e.g. per conversation)."""
+        await DBOS.register_queue_async(name, partition_concurrency=1, polling_interval_sec=self.polling_interval,
+                                        on_conflict="always_update")
+        await asyncio.to_thread(self._wait_for_workers, {name})
+
+    async def enqueue_workflow(self, queue: str, key: str, workflow: str, fn: Any, *args: Any) -> None:
+        """Enqueues `fn(*args)` as workflow id `workflow` on a partitioned queue (an existing id is not run twice)."""
+        async def enqueue() -> None:
+            with SetWorkflowID(workflow), SetEnqueueOptions(queue_partition_key=key):
+                await DBOS.enqueue_workflow_async(queue, fn, *args)
+
+        await asyncio.get_running_loop().create_task(enqueue(), context=contextvars.Context())
+
     async def enqueue(self, key: str, limit: int, task_id: str, turn: int, prompt: str, priority: int) -> None:
         name = queue_name(limit)
         if limit not in self._queues:  # a limit that was not in the settings at start

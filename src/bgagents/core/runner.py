@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from dbos import DBOS
-from pydantic_ai import Agent
+from pydantic_ai import Agent, StructuredDict
 from pydantic_ai.exceptions import UnexpectedModelBehavior, UsageLimitExceeded
 from pydantic_ai.messages import ModelMessage, ToolCallPart
 from pydantic_ai.usage import RunUsage, UsageLimits
@@ -206,9 +206,11 @@ async def _run_agent(services: Services, task: Task, turn: int, prompt: str) -> 
                            todos=StoreTodos(services, tracker), spawner=services.spawner)
         breaker = LoopBreaker(limits.consecutive_threshold, limits.max_tool_calls, baseline.tool_calls)
         hooks = TaskHooks(tracker, services.gate, store.claim_steering, breaker, profile.permissions, approve)
-        agent: Agent[ToolContext, str] = Agent(
-            model, deps_type=ToolContext, instructions=profile.prompt, toolsets=[toolset], capabilities=[hooks],
-            name=task.agent,
+        instructions = "\n\n".join(p for p in (task.instructions, profile.prompt) if p)
+        output_type: Any = StructuredDict(task.output_schema) if task.output_schema else str
+        agent: Agent[ToolContext, Any] = Agent(
+            model, deps_type=ToolContext, instructions=instructions, output_type=output_type, toolsets=[toolset],
+            capabilities=[hooks], name=task.agent,
         )
         usage = RunUsage(requests=baseline.requests, tool_calls=baseline.tool_calls,
                          input_tokens=baseline.input_tokens, output_tokens=baseline.output_tokens)
@@ -234,7 +236,7 @@ async def _run_agent(services: Services, task: Task, turn: int, prompt: str) -> 
                     text = ("You ended your turn with todos still open: " + "; ".join(still_open)
                             + ". Continue working on them, or mark them completed or cancelled and give your result.")
                     continue
-                if not str(result.output).strip() and not asked_for_result:
+                if not str(result.output or "").strip() and not asked_for_result:
                     asked_for_result = True
                     text = "You ended without any output. Reply now with your result."
                     continue

@@ -23,6 +23,7 @@ from pydantic_ai.messages import (
 )
 from pydantic_ai.models import Model
 
+from ..conversation.orchestrator import Conversations
 from ..errors import Conflict, InvalidInput, NotFound
 from ..settings import Settings
 from . import db
@@ -35,7 +36,7 @@ from .profiles import Profile, get_profile, load_profiles
 from .runner import Services, expire_if_queued_too_long
 from .schema import ACTIVE, TERMINAL, Approval, Event, Output, Task, TranscriptEntry
 from .spawner import RuntimeSpawner
-from .store import Store, load_messages
+from .store import Store, continuable, load_messages
 
 log = logging.getLogger("bgagents")
 
@@ -81,6 +82,8 @@ class Runtime:
         self.services = Services(store=self.store, bus=self.bus, models=self.models, profiles=self.profiles,
                                  workspace=workspace, outputs_dir=outputs.resolve(), limits=settings.limits,
                                  spawner=RuntimeSpawner(self), clock=self.clock)
+        self.conversations = Conversations(self)
+        self.conversations.attach()
         c = settings.concurrency
         self.engine = Engine(self.services, settings.sqlalchemy_url, settings.queue_polling_interval,
                              executor_id=self.executor_id,
@@ -89,6 +92,7 @@ class Runtime:
         await self.engine.start_queues()
         self._started = True
         await self._reconcile()
+        await self.conversations.start()
         self._watcher = asyncio.create_task(self._watch())
 
     async def stop(self, grace: float = 5.0) -> None:
@@ -96,6 +100,7 @@ class Runtime:
         if not self._started:
             return
         self._started = False
+        await self.conversations.stop()
         if self._watcher:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -178,9 +183,13 @@ class Runtime:
                      agent: str | None = None, model: str | None = None,
                      fallback_models: list[str] | None = None, parent_id: str | None = None,
                      priority: int = 0, limits: dict[str, float] | None = None,
-                     _history: builtins.list[Any] | None = None, _forked_from: dict[str, Any] | None = None,
-                     _spawn_key: str | None = None) -> Task:
-        """Queues a task and returns it at once, in `queued`."""
+                     instructions: str | None = None, output_schema: dict[str, Any] | None = None,
+                     _id: str | None = None, _history: builtins.list[Any] | None = None,
+                     _forked_from: dict[str, Any] | None = None, _spawn_key: str | None = None) -> Task:
+        """Queues a task and returns it at once, in `queued`.
+
+        `instructions` come before the profile's prompt; with `output_schema` (a JSON schema of an
+        object) the result is structured data (`result.data`) instead of text."""
         if not isinstance(prompt, str) or not prompt.strip():
             raise InvalidInput("the prompt is empty", code="empty_prompt")
         profile = get_profile(self.profiles(), agent or "general")
@@ -200,14 +209,18 @@ class Runtime:
             if parent is not None:
                 root_id, depth = parent.root_id, parent.depth + 1
                 await self._check_spawn_limits(root_id, depth)
+        if output_schema is not None and (not isinstance(output_schema, dict)
+                                          or output_schema.get("type") != "object"):
+            raise InvalidInput("output_schema must be a JSON schema of an object (\"type\": \"object\")")
         key, _ = self._concurrency(model_name)
-        tid = new_task_id()
+        tid = _id or new_task_id()
         now = self.clock()
         task = Task(
             id=tid, name=slugify(name or prompt), description=description, status="queued", prompt=prompt,
             agent=profile.name, model=model_name, fallback_models=fallbacks, concurrency_key=key,
             priority=int(priority), parent_id=parent_id or None, root_id=root_id or tid, depth=depth,
             limits=limits, created_at=now, queued_at=now, forked_from=_forked_from,
+            instructions=instructions, output_schema=output_schema,
         )
         event = await self.store.insert_task(task, _history or [], _spawn_key)
         self.bus.announce(event)
@@ -384,20 +397,19 @@ class Runtime:
         return await self.get(task_id)
 
     async def fork(self, task_id: str, prompt: str, at: int | None = None, model: str | None = None,
-                   name: str | None = None) -> Task:
+                   name: str | None = None, agent: str | None = None, _id: str | None = None,
+                   _spawn_key: str | None = None) -> Task:
         """A new task on a copy of the session (whole, or its first `at` messages), optionally another model."""
         source = await self.get(task_id)
         rows = await self.store.message_rows(task_id)
         if at is not None and not 0 <= at <= len(rows):
             raise InvalidInput(f"at must be between 0 and {len(rows)} (the transcript's message count)")
-        history = load_messages(r["message"] for r in rows[: len(rows) if at is None else at])
-        while history and isinstance(history[-1], ModelResponse) and any(
-                isinstance(p, ToolCallPart) for p in history[-1].parts):
-            history.pop()  # a dangling tool call cannot be continued; fork from the message before it
+        history = continuable(load_messages(r["message"] for r in rows[: len(rows) if at is None else at]))
         return await self.launch(
-            prompt, name=name, agent=source.agent, model=model or source.model,
+            prompt, name=name, agent=agent or source.agent, model=model or source.model,
             fallback_models=source.fallback_models, parent_id=source.parent_id, priority=source.priority,
-            limits=source.limits, _history=history,
+            limits=source.limits, instructions=source.instructions, output_schema=source.output_schema,
+            _id=_id, _history=history, _spawn_key=_spawn_key,
             _forked_from={"task_id": source.id, "at": len(history)},
         )
 

@@ -73,6 +73,8 @@ class Task(BaseModel):
     error: str | None = None
     end_reason: str | None = None
     attempts: list[Attempt] = Field(default_factory=list)
+    instructions: str | None = None
+    output_schema: dict[str, Any] | None = None
 
     @property
     def finished(self) -> bool:

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from pydantic_ai.messages import ModelMessage, ModelMessagesTypeAdapter, ModelResponse
+from pydantic_ai.messages import ModelMessage, ModelMessagesTypeAdapter, ModelResponse, ToolCallPart
 from pydantic_core import to_jsonable_python
 
 from . import db
@@ -44,6 +44,16 @@ def load_messages(rows: Iterable[Any]) -> list[ModelMessage]:
     return list(ModelMessagesTypeAdapter.validate_python(list(rows)))
 
 
+def continuable(history: list[Any]) -> list[Any]:
+    """The history without a trailing response whose tool calls have no results yet (a session forked
+    mid-turn): such a call cannot be continued, so the copy ends at the message before it."""
+    while history and isinstance(history[-1], ModelResponse) and any(
+            isinstance(p, ToolCallPart) for p in history[-1].parts):
+        history.pop()
+    return history
+
+
+
 class Store:
     def __init__(self, engine: sa.Engine, *, clock: Callable[[], float] = time.time) -> None:
         self.engine = engine
@@ -51,7 +61,7 @@ class Store:
         # our own threads: the loop's default executor belongs to DBOS, which shuts it down on destroy
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="bgagents-db")
 
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     def close(self) -> None:
@@ -59,7 +69,7 @@ class Store:
 
     # -- tasks -------------------------------------------------------------------------------------
 
-    def _insert_event(self, conn: sa.Connection, type_: str, task_id: str | None, data: dict[str, Any],
+    def insert_event(self, conn: sa.Connection, type_: str, task_id: str | None, data: dict[str, Any],
                       conversation_id: str | None = None) -> Event:
         now = self.clock()
         seq = conn.execute(
@@ -76,11 +86,11 @@ class Store:
             values = task.model_dump(mode="json")
             conn.execute(db.tasks.insert().values(**values, spawn_key=spawn_key))
             self._insert_messages(conn, task.id, 0, 0, messages)
-            return self._insert_event(conn, "task.queued", task.id, {"task": values})
+            return self.insert_event(conn, "task.queued", task.id, {"task": values})
 
     async def insert_task(self, task: Task, messages: Sequence[ModelMessage] = (),
                           spawn_key: str | None = None) -> Event:
-        return await self._run(self.insert_task_sync, task, messages, spawn_key)
+        return await self.run(self.insert_task_sync, task, messages, spawn_key)
 
     def _one_task(self, where: sa.ColumnElement[bool]) -> Task | None:
         with self.engine.connect() as conn:
@@ -88,13 +98,13 @@ class Store:
         return _task_from_row(row) if row else None
 
     async def task_by_spawn_key(self, spawn_key: str) -> Task | None:
-        return await self._run(self._one_task, db.tasks.c.spawn_key == spawn_key)
+        return await self.run(self._one_task, db.tasks.c.spawn_key == spawn_key)
 
     def get_task_sync(self, task_id: str) -> Task | None:
         return self._one_task(db.tasks.c.id == task_id)
 
     async def get_task(self, task_id: str) -> Task | None:
-        return await self._run(self.get_task_sync, task_id)
+        return await self.run(self.get_task_sync, task_id)
 
     def list_tasks_sync(self, status: Sequence[str] | None = None, parent_id: str | None = None,
                         limit: int | None = None, ids: Sequence[str] | None = None) -> list[Task]:
@@ -112,7 +122,7 @@ class Store:
 
     async def list_tasks(self, status: Sequence[str] | None = None, parent_id: str | None = None,
                          limit: int | None = None, ids: Sequence[str] | None = None) -> list[Task]:
-        return await self._run(self.list_tasks_sync, status, parent_id, limit, ids)
+        return await self.run(self.list_tasks_sync, status, parent_id, limit, ids)
 
     def update_task_sync(self, task_id: str, values: dict[str, Any], event_type: str | None,
                          event_data: dict[str, Any] | None = None,
@@ -130,9 +140,10 @@ class Store:
                 return None
             if values.get("status") in TERMINAL:
                 self._notify_parent(conn, task_id)
+                self._record_outcome(conn, task_id)
             if event_type is None:
                 return True
-            return self._insert_event(conn, event_type, task_id, event_data or {})
+            return self.insert_event(conn, event_type, task_id, event_data or {})
 
     def _notify_parent(self, conn: sa.Connection, child_id: str) -> None:
         """Records the child's end for its parent, in the transaction that ends it: exactly once.
@@ -172,17 +183,36 @@ class Store:
         parent_is_task = conn.execute(sa.select(db.tasks.c.id).where(db.tasks.c.id == child.parent_id)).first()
         if parent_is_task:
             conn.execute(db.steering.insert().values(task_id=child.parent_id, text=text, created_at=now))
-            self._insert_event(conn, "task.children_done", child.parent_id,
+            self.insert_event(conn, "task.children_done", child.parent_id,
                                {"children": [w.child_id for w in waiting], "summary": text})
         else:
-            self._insert_event(conn, "conversation.children_done", None,
+            self.insert_event(conn, "conversation.children_done", None,
                                {"children": [w.child_id for w in waiting], "summary": text},
                                conversation_id=child.parent_id)
+
+    def _record_outcome(self, conn: sa.Connection, task_id: str) -> None:
+        """A conversation session's turn ended: its outcome is kept, in the transaction that ends it, for
+        the conversation to deliver or feed back (exactly once; a killed session's is marked so)."""
+        session = conn.execute(sa.select(db.conv_sessions).where(db.conv_sessions.c.task_id == task_id)).first()
+        if session is None:
+            return
+        task = conn.execute(sa.select(db.tasks).where(db.tasks.c.id == task_id)).one()
+        if conn.execute(sa.select(db.conv_outcomes.c.id).where(db.conv_outcomes.c.task_id == task_id,
+                                                               db.conv_outcomes.c.turn == task.turn)).first():
+            return
+        result = task.result
+        status = task.status
+        if session.result_override is not None:  # a health check found it finished and stopped it
+            result, status = {"text": None, "data": session.result_override}, "completed"
+        conn.execute(db.conv_outcomes.insert().values(
+            conversation_id=session.conversation_id, task_id=task_id, turn=task.turn, name=session.name,
+            role=session.role, killed=session.killed, status=status, result=result, error=task.error,
+            created_at=self.clock(), handled=False))
 
     async def update_task(self, task_id: str, values: dict[str, Any], event_type: str | None,
                           event_data: dict[str, Any] | None = None,
                           only_if_status: Iterable[str] | None = None) -> Event | bool | None:
-        return await self._run(self.update_task_sync, task_id, values, event_type, event_data, only_if_status)
+        return await self.run(self.update_task_sync, task_id, values, event_type, event_data, only_if_status)
 
     def count_descendants_sync(self, root_id: str) -> int:
         with self.engine.connect() as conn:
@@ -192,7 +222,7 @@ class Store:
             ).scalar_one())
 
     async def count_descendants(self, root_id: str) -> int:
-        return await self._run(self.count_descendants_sync, root_id)
+        return await self.run(self.count_descendants_sync, root_id)
 
     def running_counts_sync(self) -> dict[str, int]:
         with self.engine.connect() as conn:
@@ -208,11 +238,11 @@ class Store:
     def add_event_sync(self, type_: str, task_id: str | None, data: dict[str, Any],
                        conversation_id: str | None = None) -> Event:
         with self.engine.begin() as conn:
-            return self._insert_event(conn, type_, task_id, data, conversation_id)
+            return self.insert_event(conn, type_, task_id, data, conversation_id)
 
     async def add_event(self, type_: str, task_id: str | None, data: dict[str, Any],
                         conversation_id: str | None = None) -> Event:
-        return await self._run(self.add_event_sync, type_, task_id, data, conversation_id)
+        return await self.run(self.add_event_sync, type_, task_id, data, conversation_id)
 
     def events_since_sync(self, since: int, task_id: str | None = None, conversation_id: str | None = None,
                           limit: int = 500) -> list[Event]:
@@ -226,7 +256,7 @@ class Store:
 
     async def events_since(self, since: int, task_id: str | None = None, conversation_id: str | None = None,
                            limit: int = 500) -> list[Event]:
-        return await self._run(self.events_since_sync, since, task_id, conversation_id, limit)
+        return await self.run(self.events_since_sync, since, task_id, conversation_id, limit)
 
     # -- transcripts -------------------------------------------------------------------------------
 
@@ -255,13 +285,13 @@ class Store:
                 conn.execute(db.tasks.update().where(db.tasks.c.id == session_id)
                              .values(**to_jsonable_python(task_values)))
             if event_type:
-                return self._insert_event(conn, event_type, session_id, event_data or {})
+                return self.insert_event(conn, event_type, session_id, event_data or {})
         return None
 
     async def save_messages(self, session_id: str, turn: int, start: int, messages: Sequence[ModelMessage],
                             task_values: dict[str, Any] | None = None, event_type: str | None = None,
                             event_data: dict[str, Any] | None = None) -> Event | None:
-        return await self._run(self.save_messages_sync, session_id, turn, start, messages, task_values,
+        return await self.run(self.save_messages_sync, session_id, turn, start, messages, task_values,
                                event_type, event_data)
 
     def message_rows_sync(self, session_id: str, before_turn: int | None = None, since: int = 0,
@@ -277,7 +307,7 @@ class Store:
 
     async def message_rows(self, session_id: str, before_turn: int | None = None, since: int = 0,
                            limit: int | None = None) -> list[dict[str, Any]]:
-        return await self._run(self.message_rows_sync, session_id, before_turn, since, limit)
+        return await self.run(self.message_rows_sync, session_id, before_turn, since, limit)
 
     async def history(self, session_id: str, before_turn: int) -> list[ModelMessage]:
         rows = await self.message_rows(session_id, before_turn=before_turn)
@@ -292,10 +322,10 @@ class Store:
             if status not in set(allowed_status):
                 return None
             conn.execute(db.steering.insert().values(task_id=task_id, text=text, created_at=self.clock()))
-            return self._insert_event(conn, "task.steered", task_id, {"message": text})
+            return self.insert_event(conn, "task.steered", task_id, {"message": text})
 
     async def add_steering(self, task_id: str, text: str, allowed_status: Iterable[str]) -> Event | None:
-        return await self._run(self.add_steering_sync, task_id, text, allowed_status)
+        return await self.run(self.add_steering_sync, task_id, text, allowed_status)
 
     def claim_steering_sync(self, task_id: str) -> list[str]:
         with self.engine.begin() as conn:
@@ -310,7 +340,7 @@ class Store:
             return [r.text for r in rows]
 
     async def claim_steering(self, task_id: str) -> list[str]:
-        return await self._run(self.claim_steering_sync, task_id)
+        return await self.run(self.claim_steering_sync, task_id)
 
     # -- todos -------------------------------------------------------------------------------------
 
@@ -319,10 +349,10 @@ class Store:
             return list(conn.execute(sa.select(db.tasks.c.todos).where(db.tasks.c.id == task_id)).scalar() or [])
 
     async def get_todos(self, task_id: str) -> list[dict[str, Any]]:
-        return await self._run(self.get_todos_sync, task_id)
+        return await self.run(self.get_todos_sync, task_id)
 
     async def running_counts(self) -> dict[str, int]:
-        return await self._run(self.running_counts_sync)
+        return await self.run(self.running_counts_sync)
 
     # -- approvals ---------------------------------------------------------------------------------
 
@@ -334,11 +364,11 @@ class Store:
             conn.execute(db.approvals.insert().values(**approval.model_dump(mode="json"), workflow_id=workflow_id))
             conn.execute(db.tasks.update().where(db.tasks.c.id == approval.task_id, db.tasks.c.status == "running")
                          .values(status="waiting"))
-            return self._insert_event(conn, "task.waiting", approval.task_id,
+            return self.insert_event(conn, "task.waiting", approval.task_id,
                                       {"approval": approval.model_dump(mode="json")})
 
     async def insert_approval(self, approval: Approval, workflow_id: str) -> Event | None:
-        return await self._run(self.insert_approval_sync, approval, workflow_id)
+        return await self.run(self.insert_approval_sync, approval, workflow_id)
 
     def decide_approval_sync(self, approval_id: str, decision: str, reason: str | None) -> tuple[Event, str] | None:
         """Records a decision on a pending approval; returns its event and the workflow to tell, or None."""
@@ -351,12 +381,12 @@ class Store:
                          .values(status=status, decision_reason=reason, decided_at=self.clock()))
             conn.execute(db.tasks.update().where(db.tasks.c.id == row.task_id, db.tasks.c.status == "waiting")
                          .values(status="running"))
-            event = self._insert_event(conn, f"task.{status}", row.task_id,
+            event = self.insert_event(conn, f"task.{status}", row.task_id,
                                        {"approval_id": approval_id, "tool": row.tool, "reason": reason})
             return event, row.workflow_id
 
     async def decide_approval(self, approval_id: str, decision: str, reason: str | None) -> tuple[Event, str] | None:
-        return await self._run(self.decide_approval_sync, approval_id, decision, reason)
+        return await self.run(self.decide_approval_sync, approval_id, decision, reason)
 
     def approvals_sync(self, status: str | None = None, approval_id: str | None = None) -> list[Approval]:
         query = sa.select(db.approvals).order_by(db.approvals.c.created_at)
@@ -368,7 +398,7 @@ class Store:
             return [Approval.model_validate(dict(r._mapping)) for r in conn.execute(query)]
 
     async def approvals(self, status: str | None = None, approval_id: str | None = None) -> list[Approval]:
-        return await self._run(self.approvals_sync, status, approval_id)
+        return await self.run(self.approvals_sync, status, approval_id)
 
     # -- retention ---------------------------------------------------------------------------------
 
@@ -389,4 +419,4 @@ class Store:
             return len(old)
 
     async def prune(self, finished_before: float) -> int:
-        return await self._run(self.prune_sync, finished_before)
+        return await self.run(self.prune_sync, finished_before)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,6 +21,8 @@ class LaunchBody(Body):
     priority: int = 0
     parent_id: str | None = None
     limits: dict[str, float] | None = None
+    instructions: str | None = None
+    output_schema: dict[str, Any] | None = None
 
 
 class ResumeBody(Body):
@@ -46,3 +48,17 @@ class CancelAllBody(Body):
 class DecisionBody(Body):
     decision: Literal["approve", "deny"]
     reason: str | None = None
+
+
+class ChatMessageBody(Body):
+    text: str = ""
+    files: list[str] = Field(default_factory=list, description="Workspace paths that come with the message.")
+
+
+class ButtonBody(Body):
+    label: str = Field(min_length=1)
+
+
+class BackgroundAgentBody(Body):
+    prompt: str = Field(min_length=1)
+    name: str | None = None

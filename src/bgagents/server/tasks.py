@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
+from ..conversation.schema import Peek
 from ..core.runtime import Runtime
 from ..core.schema import Output, Task, TranscriptEntry
 from ..errors import InvalidInput
@@ -86,3 +87,9 @@ async def send(task_id: str, body: MessageBody, request: Request) -> Task:
 @router.post("/{task_id}/fork", status_code=201)
 async def fork(task_id: str, body: ForkBody, request: Request) -> Task:
     return await runtime(request).fork(task_id, body.prompt, at=body.at, model=body.model, name=body.name)
+
+
+@router.post("/{task_id}/peek")
+async def peek(task_id: str, request: Request) -> Peek:
+    """A few sentences on what the running task has done and has left, from the small peek model."""
+    return await runtime(request).conversations.peek_task(task_id)
