@@ -14,7 +14,7 @@ import pytest
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
-from bgagents import Runtime
+from bgagents import Runtime, Settings
 from bgagents.errors import InvalidInput, NotFound
 from bgagents.settings import ConversationSettings
 from tests.conftest import make_settings, user_texts
@@ -84,14 +84,14 @@ def echo(event: ET.Element, messages: list[ModelMessage]) -> Any:
 
 
 @pytest.fixture
-async def conv(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[tuple[Runtime, Brain]]]]:
+async def conv(settings: Settings) -> AsyncIterator[Callable[..., Awaitable[tuple[Runtime, Brain]]]]:
+    """Starts a runtime (SQLite, and PostgreSQL when configured) whose every model is a `Brain`."""
     runtimes: list[Runtime] = []
 
     async def start(handler: Handler = echo, **conversation: Any) -> tuple[Runtime, Brain]:
         brain = Brain(handler)
-        settings = make_settings(tmp_path, model="brain",
-                                 conversation=ConversationSettings(**{"wait_threshold": 5.0, **conversation}))
-        rt = Runtime(settings)
+        rt = Runtime(settings.model_copy(update={
+            "model": "brain", "conversation": ConversationSettings(**{"wait_threshold": 5.0, **conversation})}))
         rt.register_model("brain", FunctionModel(brain, model_name="brain"))
         await rt.start()
         runtimes.append(rt)

@@ -33,6 +33,7 @@ from pydantic import ValidationError
 from ..core.names import task_id as new_task_id
 from ..core.schema import TERMINAL, Event, Task
 from ..errors import BgAgentsError, Conflict, InvalidInput, NotFound
+from ..tools.workspace import WorkspaceError, relative, resolve_path
 from . import checks
 from .events import ConversationEvent, Result, render
 from .prompt import SYSTEM_PROMPT
@@ -192,7 +193,16 @@ class Conversations:
     async def message(self, cid: str, text: str, files: list[str] | None = None) -> EventRecord:
         if not (text or "").strip() and not files:
             raise InvalidInput("the message is empty", code="empty_message")
-        return await self.post(cid, "user-message", text or "files", text=text or None, files=files or [])
+        paths = [self._workspace_file(f) for f in files or []]
+        return await self.post(cid, "user-message", text or "files", text=text or None, files=paths)
+
+    def _workspace_file(self, path: str) -> str:
+        """A file of a message: a path inside the workspace, kept relative to it."""
+        workspace = self.runtime.settings.workspace_path
+        try:
+            return relative(workspace, resolve_path(workspace, path))
+        except WorkspaceError as exc:
+            raise InvalidInput(str(exc), code="bad_path") from None
 
     async def button(self, cid: str, label: str) -> EventRecord:
         if not (label or "").strip():
