@@ -416,3 +416,24 @@ async def test_restart_in_the_middle_loses_and_repeats_nothing(tmp_path: Path) -
         await asyncio.sleep(0.3)
         assert len(await rt.conversations.responses(CID)) == 3
         assert [e.findtext("text") for e in second.events("user-message")] == ["one", "two", "three"]
+
+
+async def test_retention_keeps_the_main_session(conv: Any) -> None:
+    def handler(event: ET.Element, messages: list[ModelMessage]) -> Any:
+        if event.get("type") == "user-message":
+            return send("ok", background_agents=[{"name": "side", "prompt": "side job"}])
+        return echo(event, messages)
+
+    rt, _ = await conv(handler)
+    await rt.conversations.message(CID, "start")
+    await responses(rt, 2)
+    await until(lambda: _all_finished(rt), "every session to end")
+    main_id = (await rt.conversations.history(CID))[0]["task_id"]
+    assert await rt.store.prune(rt.clock() + 1) == 1  # the background agent's task, not the main session
+    assert (await rt.get(main_id)).status == "completed"
+    await rt.conversations.message(CID, "again")
+    assert (await responses(rt, 4))[3] == "relay side-2: bg done: side job"  # resumed with its context
+
+
+async def _all_finished(rt: Runtime) -> bool:
+    return all(t.finished for t in await rt.list())
