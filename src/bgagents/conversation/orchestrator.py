@@ -220,6 +220,10 @@ class Conversations:
     # -- the drain (DBOS workflow body) ------------------------------------------------------------
 
     async def drain(self, cid: str) -> None:
+        me = asyncio.current_task()
+        if me is not None:  # a stop cancels it; DBOS runs it again on the next start
+            self._background.add(me)
+            me.add_done_callback(self._background.discard)
         while True:
             work = await DBOS.run_step_async({"name": "next_work"}, self.store.run, self.store.next_work_sync, cid)
             if work is None:
