@@ -5,6 +5,8 @@
 3. 200 tasks x 5 model requests of 200 ms at concurrency 200: wall time vs plain pydantic-ai under
    asyncio.gather in the same process (target ratio <= 1.5)
 4. step checkpoints per second on SQLite (sequential, and under that concurrency)
+5. conversation message -> delivered response with an instant main agent (p50, p99), against a plain
+   task's launch -> completed with the same instant model in the same runtime
 
 Run: python benchmarks/bench_runtime.py [--tasks 200] [--skip-sse]
 """
@@ -179,6 +181,38 @@ def bench_sse(home: Path, calls: int = 40) -> dict[str, float]:
     return {"events": len(delays), "p50_ms": pct(delays, 50) * 1000, "p99_ms": pct(delays, 99) * 1000}
 
 
+def instant_model() -> FunctionModel:
+    """Answers at once: structured output when asked for it (the main agent), else text."""
+    async def fn(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        if info.output_tools:
+            args = {"action": "send", "action_reason": "bench", "message": "ok"}
+            return ModelResponse(parts=[ToolCallPart(info.output_tools[0].name, args)])
+        return ModelResponse(parts=[TextPart("ok")])
+
+    return FunctionModel(fn, model_name="instant")
+
+
+async def bench_conversation(home: Path, n: int = 30) -> dict[str, float]:
+    settings = settings_for(home, 5).model_copy(update={"model": "instant"})
+    async with Runtime(settings) as rt:
+        rt.register_model("instant", instant_model())
+        plain, conv = [], []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            task = await rt.launch("x")
+            await rt.wait(task.id, timeout=30)
+            plain.append(time.perf_counter() - t0)
+        since = 0
+        for i in range(n):
+            t0 = time.perf_counter()
+            await rt.conversations.message("bench", f"message {i}")
+            got = await rt.conversations.wait_for_response("bench", since, 30)
+            conv.append(time.perf_counter() - t0)
+            since = got[-1].seq
+    return {"p50_ms": pct(conv, 50) * 1000, "p99_ms": pct(conv, 99) * 1000,
+            "plain_p50_ms": pct(plain, 50) * 1000, "ratio": pct(conv, 50) / pct(plain, 50)}
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tasks", type=int, default=200)
@@ -198,6 +232,10 @@ async def main() -> None:
         seq = await bench_sequential_steps(root / "steps")
         print(f"sequential step checkpoints: {seq['steps_per_s']:.0f}/s ({seq['ms_per_step']:.2f} ms per step, "
               f"{seq['steps']} steps incl. progress writes)")
+        cv = await bench_conversation(root / "conversation")
+        print(f"conversation message -> delivered response (instant model): p50 {cv['p50_ms']:.1f} ms, "
+              f"p99 {cv['p99_ms']:.1f} ms; a plain task launch -> completed: p50 {cv['plain_p50_ms']:.1f} ms "
+              f"(ratio {cv['ratio']:.2f})")
         tp = await bench_throughput(root / "throughput", args.tasks, args.requests, args.delay)
         print(f"{args.tasks} tasks x {args.requests} requests of {args.delay * 1000:.0f} ms at concurrency "
               f"{args.tasks}: plain pydantic-ai {tp['baseline_s']:.2f} s, bgagents {tp['bgagents_s']:.2f} s, "

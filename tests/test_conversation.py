@@ -16,7 +16,7 @@ from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from bgagents import Runtime, Settings
 from bgagents.errors import InvalidInput, NotFound
-from bgagents.settings import ConversationSettings
+from bgagents.settings import ConcurrencySettings, ConversationSettings
 from tests.conftest import make_settings, user_texts
 
 CID = "default"
@@ -437,3 +437,28 @@ async def test_retention_keeps_the_main_session(conv: Any) -> None:
 
 async def _all_finished(rt: Runtime) -> bool:
     return all(t.finished for t in await rt.list())
+
+
+async def test_main_turns_go_before_queued_background_work(tmp_path: Path) -> None:
+    def handler(event: ET.Element, messages: list[ModelMessage]) -> Any:
+        if event.get("type") == "user-message" and event.findtext("text") == "go":
+            return send("started", background_agents=[{"name": "alpha", "prompt": "job a"},
+                                                      {"name": "bravo", "prompt": "job b"}])
+        return echo(event, messages)
+
+    brain = Brain(handler)
+    gate_a, gate_b = brain.hold("job a"), brain.hold("job b")
+    settings = make_settings(tmp_path, model="brain", concurrency=ConcurrencySettings(default=1))
+    async with Runtime(settings) as rt:
+        rt.register_model("brain", FunctionModel(brain, model_name="brain"))
+        await rt.conversations.message(CID, "go")
+        assert await responses(rt, 1) == ["started"]
+        await until(lambda: _running(rt, "alpha"), "alpha to take the one slot")
+        await rt.conversations.message(CID, "hello")
+        await asyncio.sleep(0.2)
+        gate_a.set()
+        assert (await responses(rt, 2))[1] == "echo: hello"  # before bravo, which was queued first
+        [b] = [s for s in await rt.conversations.sessions(CID) if s.name == "bravo"]
+        assert b.status == "queued"
+        gate_b.set()
+        await responses(rt, 4)

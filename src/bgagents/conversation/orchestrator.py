@@ -52,6 +52,8 @@ MAIN_SCHEMA: dict[str, Any] = MainResponse.model_json_schema()
 CONVERSATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 RESULT_INSTRUCTIONS = ('Pass this result on to the person (action "send"), summarised or with context from the '
                        'conversation. If its action is "silent", answer "silent" unless you have something to add.')
+# a main turn goes before queued background work of the same model, so the conversation keeps answering
+MAIN_PRIORITY = 10
 PROGRESS_INSTRUCTIONS = 'Pass this progress on only if it matters to the person; otherwise answer "silent".'
 
 _current: Conversations | None = None
@@ -316,7 +318,7 @@ class Conversations:
             await rt.fork(plan["source"], plan["prompt"], name=name, _id=target)
         else:
             await rt.launch(plan["prompt"], name=name, agent=self.settings.agent, model=self.main_model(),
-                            instructions=SYSTEM_PROMPT, output_schema=MAIN_SCHEMA, _id=target)
+                            instructions=SYSTEM_PROMPT, output_schema=MAIN_SCHEMA, priority=MAIN_PRIORITY, _id=target)
 
     # -- outcomes: answers delivered, results fed back ---------------------------------------------
 
@@ -367,7 +369,7 @@ class Conversations:
                                       time=self._now(), text=spec.prompt)
             try:
                 await self.runtime.fork(outcome.task_id, render(start), name=session.name, model=spec.model,
-                                        agent=spec.agent, _id=session.task_id)
+                                        agent=spec.agent, priority=0, _id=session.task_id)
             except BgAgentsError as exc:
                 notes.append(f"(Could not start the background agent '{session.name}': {exc})")
         return notes

@@ -397,8 +397,8 @@ class Runtime:
         return await self.get(task_id)
 
     async def fork(self, task_id: str, prompt: str, at: int | None = None, model: str | None = None,
-                   name: str | None = None, agent: str | None = None, _id: str | None = None,
-                   _spawn_key: str | None = None) -> Task:
+                   name: str | None = None, agent: str | None = None, priority: int | None = None,
+                   _id: str | None = None, _spawn_key: str | None = None) -> Task:
         """A new task on a copy of the session (whole, or its first `at` messages), optionally another model."""
         source = await self.get(task_id)
         rows = await self.store.message_rows(task_id)
@@ -407,7 +407,8 @@ class Runtime:
         history = continuable(load_messages(r["message"] for r in rows[: len(rows) if at is None else at]))
         return await self.launch(
             prompt, name=name, agent=agent or source.agent, model=model or source.model,
-            fallback_models=source.fallback_models, parent_id=source.parent_id, priority=source.priority,
+            fallback_models=source.fallback_models, parent_id=source.parent_id,
+            priority=source.priority if priority is None else priority,
             limits=source.limits, instructions=source.instructions, output_schema=source.output_schema,
             _id=_id, _history=history, _spawn_key=_spawn_key,
             _forked_from={"task_id": source.id, "at": len(history)},
