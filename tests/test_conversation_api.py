@@ -89,3 +89,14 @@ async def test_bad_input_is_a_clear_error(api: httpx.AsyncClient, runtime: Runti
     response = await api.post(f"{BASE}/messages", json={"text": "hi"})
     assert response.status_code == 400 and code(response) == "no_model"
     assert (await api.get(f"{BASE}/history")).text == ""  # nothing was stored for refused input
+
+
+async def test_response_files_download_from_the_workspace(api: httpx.AsyncClient, runtime: Runtime) -> None:
+    note = runtime.settings.workspace_path / "notes" / "a.md"
+    note.parent.mkdir(parents=True, exist_ok=True)
+    note.write_text("hello file")
+    response = await api.get("/files/notes/a.md")
+    assert response.status_code == 200 and response.text == "hello file"
+    assert (await api.get("/files/notes/missing.md")).status_code == 404
+    assert code(await api.get("/files/..%2F..%2Fetc%2Fpasswd")) == "bad_path"
+    assert (await api.get("/files/notes/a.md", headers={"Authorization": ""})).status_code == 401

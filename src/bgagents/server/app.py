@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 
 from .. import __version__
 from ..core.runtime import Runtime
-from . import approvals, conversations, events, tasks
+from . import approvals, conversations, events, files, tasks
 from .auth import require_token
 from .errors import install_error_handlers
 
@@ -43,6 +43,7 @@ def create_app(runtime: Runtime, token: str, *, manage_runtime: bool = True) -> 
     api.include_router(events.router)
     api.include_router(approvals.router)
     api.include_router(conversations.router)
+    api.include_router(files.router)
 
     @api.get("/agents", tags=["meta"])
     async def agents(request: Request) -> list[dict[str, Any]]:

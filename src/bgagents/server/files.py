@@ -1,0 +1,25 @@
+"""Workspace files, so a channel can offer a response's files as downloads (SPEC 4.9)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse
+
+from ..core.runtime import Runtime
+from ..errors import InvalidInput, NotFound
+from ..tools.workspace import WorkspaceError, resolve_path
+
+router = APIRouter(tags=["files"])
+
+
+@router.get("/files/{path:path}")
+async def download(path: str, request: Request) -> FileResponse:
+    """A file inside the workspace (paths that leave it are refused)."""
+    rt: Runtime = request.app.state.runtime
+    try:
+        resolved = resolve_path(rt.settings.workspace_path, path)
+    except WorkspaceError as exc:
+        raise InvalidInput(str(exc), code="bad_path") from None
+    if not resolved.is_file():
+        raise NotFound(f"no file '{path}' in the workspace")
+    return FileResponse(resolved, filename=resolved.name)
