@@ -36,6 +36,7 @@ from ..errors import BgAgentsError, Conflict, InvalidInput, NotFound
 from ..tools.workspace import WorkspaceError, relative, resolve_path
 from . import checks
 from .events import ConversationEvent, Result, render
+from .health import HealthChecks
 from .prompt import SYSTEM_PROMPT
 from .responses import NO_OUTPUT, MainResponse
 from .schema import EventRecord, Peek, Response, Session
@@ -54,7 +55,6 @@ RESULT_INSTRUCTIONS = ('Pass this result on to the person (action "send"), summa
                        'conversation. If its action is "silent", answer "silent" unless you have something to add.')
 # a main turn goes before queued background work of the same model, so the conversation keeps answering
 MAIN_PRIORITY = 10
-PROGRESS_INSTRUCTIONS = 'Pass this progress on only if it matters to the person; otherwise answer "silent".'
 
 _current: Conversations | None = None
 
@@ -110,7 +110,6 @@ class Conversations:
         self.settings = runtime.settings.conversation
         self.store = ConversationStore(runtime.store)
         self._background: set[asyncio.Task[Any]] = set()
-        self._checking: set[str] = set()
         self._drains = 0
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -122,11 +121,11 @@ class Conversations:
 
     async def start(self) -> None:
         await self.runtime.engine.add_serial_queue(QUEUE)
-        self._spawn(self._watch_ends())
+        self.spawn(self._watch_ends())
         for cid in await self.store.run(self.store.busy_conversations_sync):
             await self.kick(cid)
         if self.settings.health_check_interval > 0:
-            self._spawn(self._health_loop())
+            self.spawn(HealthChecks(self).run())
 
     async def stop(self) -> None:
         global _current
@@ -137,15 +136,15 @@ class Conversations:
         if _current is self:
             _current = None
 
-    def _spawn(self, coro: Any) -> None:
+    def spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    def _now(self) -> datetime:
+    def now(self) -> datetime:
         return datetime.fromtimestamp(self.runtime.clock(), UTC)
 
-    async def _publish(self, events: Event | list[Event] | None) -> None:
+    async def publish(self, events: Event | list[Event] | None) -> None:
         for event in events if isinstance(events, list) else [events]:
             await self.runtime.services.publish(event)
 
@@ -184,11 +183,11 @@ class Conversations:
         self.main_model()  # a missing model is an error now, not an event that can never run
 
         def build(name: str) -> dict[str, Any]:
-            event = ConversationEvent(name=name, type=type_, time=self._now(), **fields)  # type: ignore[arg-type]
+            event = ConversationEvent(name=name, type=type_, time=self.now(), **fields)  # type: ignore[arg-type]
             return event.model_dump(mode="json", exclude_none=True)
 
         record, stored = await self.store.add_event(cid, type_, label, build)
-        await self._publish(stored)
+        await self.publish(stored)
         await self.kick(cid)
         return record
 
@@ -266,7 +265,7 @@ class Conversations:
         if task is None:
             return False
         event = await self.store.run(self.store.demote_sync, task.id, "a new event waited past wait_threshold")
-        await self._publish(event)
+        await self.publish(event)
         return event is not None
 
     async def _start_turn(self, cid: str, seq: int) -> None:
@@ -280,10 +279,10 @@ class Conversations:
             await self._begin(plan, row.name)
         except BgAgentsError as exc:
             log.warning("conversation %s: could not start the turn of %s: %s", cid, row.name, exc)
-            await self._publish(await self.store.run(self.store.turn_failed_sync, cid, seq, plan, str(exc)))
+            await self.publish(await self.store.run(self.store.turn_failed_sync, cid, seq, plan, str(exc)))
             return
         data = {"name": row.name, "task_id": plan["task_id"], "mode": plan["mode"], "turn": plan["turn"]}
-        await self._publish(await self.store.run(self.store.mark_started_sync, cid, seq, data))
+        await self.publish(await self.store.run(self.store.mark_started_sync, cid, seq, data))
 
     async def _plan(self, cid: str, row: Row) -> dict[str, Any]:
         """Decides how the event's turn starts, once: fork a still-running main session, resume an idle
@@ -327,7 +326,7 @@ class Conversations:
         if outcome.handled:
             return
         if outcome.killed:  # a killed session's result is never delivered
-            await self._publish(await self.store.run(self.store.finish_outcome_sync, outcome_id, None, None, True))
+            await self.publish(await self.store.run(self.store.finish_outcome_sync, outcome_id, None, None, True))
             return
         response = response_of(outcome)
         if outcome.role == "main":
@@ -339,11 +338,11 @@ class Conversations:
                 values["message"] = "\n".join([values["message"] or "", *notes]).strip()
                 values["action"] = "send"
             values.update(event_name=outcome.name, task_id=outcome.task_id)
-            await self._publish(await self.store.run(self.store.finish_outcome_sync, outcome_id, values, None))
+            await self.publish(await self.store.run(self.store.finish_outcome_sync, outcome_id, values, None))
             return
         result = Result(action=response.action, status=outcome.status, text=response.message or NO_OUTPUT,
                         files=response.files)
-        now = self._now()
+        now = self.now()
 
         def build(name: str) -> dict[str, Any]:
             return ConversationEvent(name=name, type="background-agent-result", time=now,
@@ -351,7 +350,7 @@ class Conversations:
                                      instructions=RESULT_INSTRUCTIONS).model_dump(mode="json", exclude_none=True)
 
         feedback = ("background-agent-result", f"{outcome.name} result", build)
-        await self._publish(await self.store.run(self.store.finish_outcome_sync, outcome_id, None, feedback))
+        await self.publish(await self.store.run(self.store.finish_outcome_sync, outcome_id, None, feedback))
 
     async def _start_background_agents(self, outcome: Row, response: MainResponse) -> list[str]:
         """Forks the main session once per entry (found again by its origin on a replay); returns notes
@@ -366,7 +365,7 @@ class Conversations:
             if await self.runtime.store.get_task(session.task_id) is not None:
                 continue
             start = ConversationEvent(name=session.name, type="background-agent-start", session="background",
-                                      time=self._now(), text=spec.prompt)
+                                      time=self.now(), text=spec.prompt)
             try:
                 await self.runtime.fork(outcome.task_id, render(start), name=session.name, model=spec.model,
                                         agent=spec.agent, priority=0, _id=session.task_id)
@@ -406,7 +405,7 @@ class Conversations:
         session = await self.session(cid, ref)
         event = await self.store.run(self.store.set_session_sync, session.task_id, {"killed": True},
                                      "conversation.killed", {"name": session.name})
-        await self._publish(event)
+        await self.publish(event)
         with contextlib.suppress(Conflict):
             await self.runtime.cancel(session.task_id)
         return session
@@ -417,7 +416,7 @@ class Conversations:
         for session in await self.sessions(cid):
             if session.main:
                 await self.kill(cid, session.task_id)
-        await self._publish(await self.store.run(self.store.clear_sync, cid))
+        await self.publish(await self.store.run(self.store.clear_sync, cid))
 
     async def background(self, cid: str) -> Session:
         """Pushes the running main turn into the background (it reports back when done); the next
@@ -429,7 +428,7 @@ class Conversations:
         event = await self.store.run(self.store.demote_sync, main.task_id, "moved to the background on request")
         if event is None:
             raise Conflict(f"the main turn of '{cid}' ended meanwhile", code="not_running")
-        await self._publish(event)
+        await self.publish(event)
         return main.model_copy(update={"main": False})
 
     async def peek(self, cid: str, ref: str) -> Peek:
@@ -467,84 +466,6 @@ class Conversations:
                     return found
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(queue.get(), min(remaining, 1.0))
-
-    # -- health checks (SPEC 4.6) ------------------------------------------------------------------
-
-    async def _health_loop(self) -> None:
-        interval = self.settings.health_check_interval
-        tick = max(0.01, min(1.0, interval / 4))
-        while True:
-            await asyncio.sleep(tick)
-            try:
-                now = self.runtime.clock()
-                for row in await self.store.run(self.store.running_background_sync):
-                    if row.task_id not in self._checking and now >= (row.last_check_at or row.turn_started_at) \
-                            + interval:
-                        self._checking.add(row.task_id)
-                        self._spawn(self._check(row))
-            except Exception:
-                log.exception("health checks")
-
-    async def _check(self, row: Row) -> None:
-        try:
-            await self._check_once(row)
-        except Exception:
-            log.exception("health check of %s", row.task_id)
-        finally:
-            self._checking.discard(row.task_id)
-
-    async def _still_running(self, task_id: str) -> Row | None:
-        task = await self.runtime.store.get_task(task_id)
-        session = await self.store.run(self.store.session_sync, task_id)
-        if task is None or task.finished or session is None or session.killed or session.role != "background":
-            return None
-        return session
-
-    async def _check_once(self, row: Row) -> None:
-        task = await self.runtime.get(row.task_id)
-        timeout = self.settings.health_check_timeout
-        try:
-            report = await asyncio.wait_for(checks.health_check(self.runtime, task, row.name,
-                                                                self.settings.peek_model), timeout)
-        except TimeoutError:
-            if await self._still_running(row.task_id) is None:
-                return
-            await self._publish(await self.store.run(self.store.set_session_sync, row.task_id, {"killed": True},
-                                                     "conversation.killed", {"name": row.name,
-                                                                             "reason": "unresponsive"}))
-            with contextlib.suppress(Conflict):
-                await self.runtime.cancel(row.task_id, end_reason="unresponsive")
-            message = (f"The background agent '{row.name}' did not answer a health check within {timeout:g} s, "
-                       "so it was stopped as unresponsive.")
-            await self._publish(await self.store.run(self.store.respond_sync, row.conversation_id, {
-                "action": "send", "action_reason": "unresponsive", "message": message, "task_id": row.task_id,
-                "event_name": row.name}))
-            return
-        if await self._still_running(row.task_id) is None:  # ended or killed while we asked
-            return
-        now = self.runtime.clock()
-        if report.finished:
-            output = report.output or MainResponse(action="send", action_reason="found finished by a health check",
-                                                   message=report.progress or NO_OUTPUT)
-            await self._publish(await self.store.run(
-                self.store.set_session_sync, row.task_id,
-                {"result_override": output.model_dump(mode="json"), "last_check_at": now},
-                "conversation.checked", {"name": row.name, "finished": True}))
-            with contextlib.suppress(Conflict):
-                await self.runtime.cancel(row.task_id, end_reason="health_check")
-            return
-        await self.store.run(self.store.set_session_sync, row.task_id, {"last_check_at": now})
-        when = self._now()
-
-        def build(name: str) -> dict[str, Any]:
-            return ConversationEvent(name=name, type="background-agent-progress", time=when, target_event=row.name,
-                                     progress=report.progress or "still working",
-                                     instructions=PROGRESS_INSTRUCTIONS).model_dump(mode="json", exclude_none=True)
-
-        _, stored = await self.store.add_event(row.conversation_id, "background-agent-progress",
-                                               f"{row.name} progress", build)
-        await self._publish(stored)
-        await self.kick(row.conversation_id)
 
 
 def jsonl(lines: list[dict[str, Any]]) -> str:
