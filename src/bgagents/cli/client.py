@@ -25,8 +25,13 @@ class ClientError(Exception):
 class Client:
     def __init__(self, url: str, token: str | None, timeout: float = 30.0) -> None:
         self.url = url.rstrip("/")
+        self.token = token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.http = httpx.Client(base_url=self.url + "/api/v1", headers=headers, timeout=timeout)
+
+    def with_timeout(self, timeout: float) -> Client:
+        """Another connection to the same server (e.g. for a long poll beside ordinary calls)."""
+        return Client(self.url, self.token, timeout)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Client:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from collections.abc import Callable
@@ -10,6 +11,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from ..settings import Settings
 from . import render
@@ -308,6 +310,46 @@ def deny(approval_id: str, reason: Annotated[str | None, typer.Option(help="Why 
          json_mode: JsonOpt = False) -> None:
     """Deny a waiting tool call; the agent is told and goes on without it."""
     _decide(approval_id, "deny", reason, json_mode)
+
+
+@app.command()
+def chat(
+    conversation: Annotated[str, typer.Option("--conversation", "-c", help="Conversation id.")] = "default",
+    message: Annotated[str | None, typer.Option("--message", "-m", help="Send one message, print the answer, "
+                                                "exit.")] = None,
+    wait: Annotated[float, typer.Option(help="With --message: seconds to wait for an answer.")] = 60.0,
+    history: Annotated[int, typer.Option(help="Show the last N answers first.")] = 0,
+    json_mode: JsonOpt = False,
+) -> None:
+    """Talk to the main agent; long work goes to background agents whose answers arrive as you type."""
+    from . import chat as chat_mod
+
+    if message is not None:
+        found = call(json_mode, lambda c: chat_mod.one_message(c, conversation, message, wait))
+        if json_mode:
+            emit(found)
+        elif not found:
+            fail(f"no answer within {wait:g} s (it will still arrive: bgagents chat -c {conversation} --history 1)",
+                 "timeout")
+        for response in [] if json_mode else found:
+            console.print(chat_mod.format_response(response), markup=False)
+        return
+    if json_mode:
+        fail("--json needs --message (the interactive chat is for people)", "invalid_input", json_mode)
+    client = call(False, lambda c: c)
+    call(False, lambda c: c.get(f"/conversations/{conversation}/responses", limit=1))  # a clear error first
+    poller = client.with_timeout(chat_mod.POLL_WAIT + 15)
+    asyncio.run(chat_mod.interactive(chat_mod.Chat(client, poller, conversation), history))
+
+
+@app.command()
+def peek(task_id: str, json_mode: JsonOpt = False) -> None:
+    """Ask a small model what a running task has done and has left, in a few sentences."""
+    peeked = call(json_mode, lambda c: c.post(f"/tasks/{task_id}/peek"))
+    if json_mode:
+        emit(peeked)
+    else:
+        console.print(Text.assemble((peeked["name"], "bold"), ": ", peeked["text"]), soft_wrap=True)
 
 
 @app.command()

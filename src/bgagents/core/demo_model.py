@@ -82,7 +82,9 @@ def _answer(event: ET.Element) -> dict[str, Any]:
             return {"action": "silent", "action_reason": "the background agent had nothing to report"}
         origin = event.find("original-event")
         name = origin.get("name") if origin is not None else "a background agent"
-        return _send(f"Background agent {name!r} reports: {result.findtext('text') or '[No output]'}")
+        text = (result.findtext("text") or "[No output]").removeprefix(f"{LABEL} ")
+        files = [f.get("path") or "" for f in result.iter("file")]
+        return _send(f"Background agent {name!r} reports: {text}", files=files)
     if kind == "background-agent-progress":
         return {"action": "silent", "action_reason": "progress changes nothing for the person"}
     instructions = event.findtext("instructions") or ""
@@ -90,8 +92,10 @@ def _answer(event: ET.Element) -> dict[str, Any]:
         return _send(f"That takes a while, so a background agent is on it: {text!r}. Its result comes here "
                      "when it is done; try /sessions or /peek meanwhile.",
                      background_agents=[{"name": _slug(text), "prompt": text}])
+    if text.endswith("?"):
+        return _send("Only you can decide that. Pick one (type its number):", buttons=["Yes", "No", "Later"])
     return _send(f"You said {text!r}. I answer quick things myself; ask me to research, write or plan "
-                 "something to see a background agent at work.")
+                 "something to see a background agent at work, or ask me a question.")
 
 
 def _send(message: str, **kw: Any) -> dict[str, Any]:
