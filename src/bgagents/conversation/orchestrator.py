@@ -120,7 +120,7 @@ class Conversations:
         _current = self
 
     async def start(self) -> None:
-        await self.runtime.engine.add_serial_queue(QUEUE)
+        """After the engine's queues (QUEUE among them) are up: pick up what a stop or crash left."""
         self.spawn(self._watch_ends())
         for cid in await self.store.run(self.store.busy_conversations_sync):
             await self.kick(cid)

@@ -82,10 +82,15 @@ class Engine:
         DBOS(config=config)  # type: ignore[arg-type]
         DBOS.launch()
 
-    async def start_queues(self) -> None:
+    async def start_queues(self, serial: tuple[str, ...] = ()) -> None:
+        """Registers the task queues and `serial` ones (one workflow at a time per partition key, e.g. per
+        conversation), then waits once for DBOS to run a worker for each."""
         for limit in sorted(self.limits):
             await self._register_queue(limit)
-        await asyncio.to_thread(self._wait_for_workers, {queue_name(limit) for limit in self.limits})
+        for name in serial:
+            await DBOS.register_queue_async(name, partition_concurrency=1, polling_interval_sec=self.polling_interval,
+                                            on_conflict="always_update")
+        await asyncio.to_thread(self._wait_for_workers, {queue_name(limit) for limit in self.limits} | set(serial))
 
     async def _register_queue(self, limit: int) -> None:
         await DBOS.register_queue_async(
@@ -104,12 +109,6 @@ class Engine:
                 return
             time.sleep(0.01)
         log.warning("DBOS has not started workers for %s yet; the first tasks may start late", sorted(names))
-
-    async def add_serial_queue(self, name: str) -> None:
-        """A queue that runs one workflow at a time per partition key (e.g. per conversation)."""
-        await DBOS.register_queue_async(name, partition_concurrency=1, polling_interval_sec=self.polling_interval,
-                                        on_conflict="always_update")
-        await asyncio.to_thread(self._wait_for_workers, {name})
 
     async def enqueue_workflow(self, queue: str, key: str, workflow: str, fn: Any, *args: Any) -> None:
         """Enqueues `fn(*args)` as workflow id `workflow` on a partitioned queue (an existing id is not run twice)."""

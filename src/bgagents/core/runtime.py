@@ -23,6 +23,7 @@ from pydantic_ai.messages import (
 )
 from pydantic_ai.models import Model
 
+from ..conversation.orchestrator import QUEUE as CONVERSATION_QUEUE
 from ..conversation.orchestrator import Conversations
 from ..errors import Conflict, InvalidInput, NotFound
 from ..settings import Settings
@@ -89,7 +90,7 @@ class Runtime:
                              executor_id=self.executor_id,
                              limits={c.default, *c.providers.values(), *c.models.values()})
         self.engine.launch()
-        await self.engine.start_queues()
+        await self.engine.start_queues(serial=(CONVERSATION_QUEUE,))
         self._started = True
         await self._reconcile()
         await self.conversations.start()
