@@ -11,10 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from bgagents import Runtime, Settings
+from bgagents.conversation.orchestrator import response_of
+from bgagents.core import db
 from bgagents.errors import InvalidInput, NotFound
 from bgagents.settings import ConcurrencySettings, ConversationSettings
 from tests.conftest import make_settings, user_texts
@@ -462,3 +465,35 @@ async def test_main_turns_go_before_queued_background_work(tmp_path: Path) -> No
         assert b.status == "queued"
         gate_b.set()
         await responses(rt, 4)
+
+
+async def test_replayed_steps_start_and_deliver_nothing_twice(conv: Any) -> None:
+    """What DBOS re-runs after a crash inside a step (start a turn, handle an outcome) is a no-op the second time."""
+    def handler(event: ET.Element, messages: list[ModelMessage]) -> Any:
+        if event.get("type") == "user-message":
+            return send("ok", background_agents=[{"name": "side", "prompt": "side job"}])
+        return echo(event, messages)
+
+    rt, brain = await conv(handler)
+    await rt.conversations.message(CID, "start")
+    await responses(rt, 2)
+    await until(lambda: _all_finished(rt), "every session to end")
+    store = rt.conversations.store
+    tasks_before = {t.id: t.turn for t in await rt.list()}
+    row = await store.run(store.event_row_sync, CID, 1)
+    await rt.conversations._begin(row.plan, row.name)  # the turn's start, replayed
+    await rt.conversations._start_turn(CID, 1)
+    outcomes = await store.run(lambda: _outcome_ids(rt))
+    for outcome_id in outcomes:
+        await rt.conversations._handle_outcome(outcome_id)  # delivery and feedback, replayed
+        outcome = await store.run(store.outcome_sync, outcome_id)
+        await rt.conversations._start_background_agents(outcome, response_of(outcome))
+    await asyncio.sleep(0.3)
+    assert {t.id: t.turn for t in await rt.list()} == tasks_before
+    assert len(await rt.conversations.responses(CID)) == 2
+    assert len(brain.events("background-agent-result")) == 1
+
+
+def _outcome_ids(rt: Runtime) -> list[int]:
+    with rt.db_engine.connect() as conn:
+        return [r[0] for r in conn.execute(sa.select(db.conv_outcomes.c.id))]
