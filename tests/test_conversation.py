@@ -497,3 +497,16 @@ async def test_replayed_steps_start_and_deliver_nothing_twice(conv: Any) -> None
 def _outcome_ids(rt: Runtime) -> list[int]:
     with rt.db_engine.connect() as conn:
         return [r[0] for r in conn.execute(sa.select(db.conv_outcomes.c.id))]
+
+
+async def test_background_agent_with_a_wrong_model_is_reported(conv: Any) -> None:
+    def handler(event: ET.Element, messages: list[ModelMessage]) -> Any:
+        if event.get("type") == "user-message":
+            return send("on it", background_agents=[{"name": "odd", "prompt": "x", "model": "nosuch:model"}])
+        return echo(event, messages)
+
+    rt, _ = await conv(handler)
+    await rt.conversations.message(CID, "go")
+    [message] = await responses(rt, 1)
+    assert message.startswith("on it\n(Could not start the background agent 'odd':") and "nosuch" in message
+    assert await rt.conversations.sessions(CID) == []
