@@ -35,7 +35,7 @@ from ..core.schema import TERMINAL, Event, Task
 from ..errors import BgAgentsError, Conflict, InvalidInput, NotFound
 from ..tools.workspace import WorkspaceError, relative, resolve_path
 from . import checks
-from .events import ConversationEvent, Result, render
+from .events import ConversationEvent, EventType, Result, render
 from .health import HealthChecks
 from .prompt import SYSTEM_PROMPT
 from .responses import NO_OUTPUT, MainResponse
@@ -177,13 +177,13 @@ class Conversations:
         self.runtime.models.resolve(name)
         return name
 
-    async def post(self, cid: str, type_: str, label: str, **fields: Any) -> EventRecord:
+    async def post(self, cid: str, type_: EventType, label: str, **fields: Any) -> EventRecord:
         """Stores an event in the conversation's queue (before anything else), then wakes its drain."""
         check_id(cid)
         self.main_model()  # a missing model is an error now, not an event that can never run
 
         def build(name: str) -> dict[str, Any]:
-            event = ConversationEvent(name=name, type=type_, time=self.now(), **fields)  # type: ignore[arg-type]
+            event = ConversationEvent(name=name, type=type_, time=self.now(), **fields)
             return event.model_dump(mode="json", exclude_none=True)
 
         record, stored = await self.store.add_event(cid, type_, label, build)
