@@ -29,6 +29,7 @@ log = logging.getLogger("bgagents.engine")
 
 WORKFLOW_NAME = "bgagents.turn"
 QUEUE_PREFIX = "bgagents:"
+SERIAL_POLL = 0.1  # seconds; a person does not notice 0.1 s before their message is taken
 _services: Services | None = None
 
 
@@ -87,8 +88,9 @@ class Engine:
         conversation), then waits once for DBOS to run a worker for each."""
         for limit in sorted(self.limits):
             await self._register_queue(limit)
-        for name in serial:
-            await DBOS.register_queue_async(name, partition_concurrency=1, polling_interval_sec=self.polling_interval,
+        for name in serial:  # polled less often: each poll is a read competing with the task steps
+            await DBOS.register_queue_async(name, partition_concurrency=1,
+                                            polling_interval_sec=max(self.polling_interval, SERIAL_POLL),
                                             on_conflict="always_update")
         await asyncio.to_thread(self._wait_for_workers, {queue_name(limit) for limit in self.limits} | set(serial))
 
