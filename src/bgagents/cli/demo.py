@@ -118,8 +118,9 @@ def run_demo(*, keep: bool, agents: int, port: int | None, json_mode: bool) -> i
             console.print(f"  API docs: {url}/docs   (Ctrl-C stops the server)")
             server.wait()
         else:
-            console.print("Next: run 'bgagents demo --keep' to explore these tasks with 'bgagents ls/logs/show', "
-                          "or point BGAGENTS_MODEL at a real model and run 'bgagents serve' (see README).")
+            console.print("Next: run 'bgagents demo --keep' to explore these tasks with 'bgagents ls/logs/show'; "
+                          "talk to a main agent with 'BGAGENTS_MODEL=demo bgagents serve &' then 'bgagents chat'; "
+                          "or point BGAGENTS_MODEL at a real model (see README).")
     except KeyboardInterrupt:
         code = 130
     except (ClientError, RuntimeError) as exc:
