@@ -432,7 +432,8 @@ async def test_retention_keeps_the_main_session(conv: Any) -> None:
     await responses(rt, 2)
     await until(lambda: _all_finished(rt), "every session to end")
     main_id = (await rt.conversations.history(CID))[0]["task_id"]
-    assert await rt.store.prune(rt.clock() + 1) == 1  # the background agent's task, not the main session
+    assert await rt.prune(rt.clock() + 1) == 1  # the background agent's task, not the main session
+    assert await rt.conversations.prune_drains(rt.clock() + 1) >= 2  # finished drains leave DBOS
     assert (await rt.get(main_id)).status == "completed"
     await rt.conversations.message(CID, "again")
     assert (await responses(rt, 4))[3] == "relay side-2: bg done: side job"  # resumed with its context

@@ -497,8 +497,10 @@ async def test_retention_keeps_what_an_active_parent_refers_to(runtime: Runtime)
     kept = await runtime.launch("kept", model="m", parent_id=parent.id)
     for t in (old, kept):
         await runtime.wait(t.id, timeout=10)
-    removed = await runtime.store.prune(runtime.clock() + 1)
+    removed = await runtime.prune(runtime.clock() + 1)
     assert removed == 1
+    assert not await runtime.engine.workflow_exists(old.id, 1)  # its DBOS workflow went with it
+    assert await runtime.engine.workflow_exists(kept.id, 1)
     assert {t.id for t in await runtime.list()} == {parent.id, kept.id}
     assert await runtime.transcript(kept.id)
     gate.set()

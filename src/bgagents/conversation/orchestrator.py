@@ -136,6 +136,12 @@ class Conversations:
         if _current is self:
             _current = None
 
+    async def prune_drains(self, before: float) -> int:
+        """Finished drains have nothing left to recover; their DBOS rows would grow with every event."""
+        ids = await self.runtime.engine.finished_workflows(WORKFLOW, before)
+        await self.runtime.engine.delete_workflows(ids)
+        return len(ids)
+
     def spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
         self._background.add(task)

@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 from dbos import DBOS, SetEnqueueOptions, SetWorkflowID
@@ -138,6 +139,17 @@ class Engine:
     async def send_decision(self, workflow: str, approval_id: str, decision: dict[str, Any]) -> None:
         """Wakes the turn waiting on this approval (it waits with DBOS.recv on the approval's topic)."""
         await DBOS.send_async(workflow, decision, topic=approval_id)
+
+    async def delete_workflows(self, ids: list[str]) -> None:
+        for i in range(0, len(ids), 500):
+            await DBOS.delete_workflows_async(ids[i:i + 500])
+
+    async def finished_workflows(self, name: str, before: float, limit: int = 500) -> list[str]:
+        """Ids of workflows called `name` that ended before `before` (epoch seconds)."""
+        found = await DBOS.list_workflows_async(
+            name=name, status=["SUCCESS", "ERROR", "CANCELLED"], limit=limit, load_input=False, load_output=False,
+            completed_before=datetime.fromtimestamp(before, UTC).isoformat())
+        return [w.workflow_id for w in found]
 
     async def workflow_exists(self, task_id: str, turn: int) -> bool:
         return await DBOS.get_workflow_status_async(workflow_id(task_id, turn)) is not None

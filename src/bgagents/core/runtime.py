@@ -28,7 +28,7 @@ from ..conversation.orchestrator import Conversations
 from ..errors import Conflict, InvalidInput, NotFound
 from ..settings import Settings
 from . import db
-from .engine import Engine
+from .engine import Engine, workflow_id
 from .events import EventBus
 from .models import ModelRegistry, concurrency_key, concurrency_limit
 from .names import slugify
@@ -43,6 +43,7 @@ log = logging.getLogger("bgagents")
 
 LIMIT_KEYS = frozenset({"requests", "input_tokens", "output_tokens", "total_tokens", "tool_calls", "cost_usd"})
 WATCH_INTERVAL = 0.5  # seconds between checks for cancels made by other processes
+DRAIN_PRUNE_INTERVAL = 600.0  # seconds: finished conversation drains older than this are removed from DBOS
 WAIT_POLL = 2.0  # seconds between re-reads of a waited-for task (for changes made by other processes)
 TERMINAL_EVENTS = frozenset({"task.completed", "task.failed", "task.cancelled"})
 
@@ -60,6 +61,7 @@ class Runtime:
         self._profiles: dict[str, Profile] | None = None
         self._started = False
         self._watcher: asyncio.Task[None] | None = None
+        self._last_drain_prune = time.monotonic()
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -152,9 +154,19 @@ class Runtime:
             for task in await self.store.list_tasks(status=["queued"]):
                 if await expire_if_queued_too_long(self.services, task):
                     await self.engine.cancel(task.id, task.turn)
-        pruned = await self.store.prune(now - limits.retention_days * 86400)
+        pruned = await self.prune(now - limits.retention_days * 86400)
         if pruned:
             log.info("retention: removed %d finished task(s)", pruned)
+        if time.monotonic() - self._last_drain_prune >= DRAIN_PRUNE_INTERVAL:
+            self._last_drain_prune = time.monotonic()
+            await self.conversations.prune_drains(now - DRAIN_PRUNE_INTERVAL)
+
+    async def prune(self, finished_before: float) -> int:
+        """Removes tasks finished before the cutoff (see Store.prune_sync for what stays), with their workflows."""
+        removed = await self.store.prune(finished_before)
+        await self.engine.delete_workflows([workflow_id(tid, t) for tid, turn in removed.items()
+                                            for t in range(1, turn + 1)])
+        return len(removed)
 
     # -- launch ------------------------------------------------------------------------------------
 

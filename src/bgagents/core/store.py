@@ -402,24 +402,26 @@ class Store:
 
     # -- retention ---------------------------------------------------------------------------------
 
-    def prune_sync(self, finished_before: float) -> int:
+    def prune_sync(self, finished_before: float) -> dict[str, int]:
         """Deletes tasks finished before the cutoff, unless a parent that is still active refers to them or
         they are a conversation's main session (its next event resumes it)."""
         with self.engine.begin() as conn:
             parents = sa.select(db.tasks.c.id).where(db.tasks.c.status.in_(list(ACTIVE)))
             mains = sa.select(db.conversations.c.main_task_id).where(db.conversations.c.main_task_id.is_not(None))
-            old = [r.id for r in conn.execute(
-                sa.select(db.tasks.c.id).where(db.tasks.c.status.in_(list(TERMINAL)),
+            old_turns = {r.id: r.turn for r in conn.execute(
+                sa.select(db.tasks.c.id, db.tasks.c.turn).where(db.tasks.c.status.in_(list(TERMINAL)),
                                                db.tasks.c.finished_at < finished_before,
                                                db.tasks.c.id.not_in(mains),
                                                sa.or_(db.tasks.c.parent_id.is_(None),
-                                                      db.tasks.c.parent_id.not_in(parents))))]
+                                                      db.tasks.c.parent_id.not_in(parents))))}
+            old = list(old_turns)
             for table, column in ((db.messages, db.messages.c.session_id), (db.events, db.events.c.task_id),
                                   (db.steering, db.steering.c.task_id), (db.approvals, db.approvals.c.task_id),
                                   (db.tasks, db.tasks.c.id)):  # session rows stay: they keep names unique
                 for i in range(0, len(old), 500):
                     conn.execute(table.delete().where(column.in_(old[i:i + 500])))
-            return len(old)
+            return old_turns
 
-    async def prune(self, finished_before: float) -> int:
+    async def prune(self, finished_before: float) -> dict[str, int]:
+        """The removed tasks, each with its last turn (their DBOS workflows go too, see Runtime.prune)."""
         return await self.run(self.prune_sync, finished_before)
