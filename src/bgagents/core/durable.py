@@ -239,7 +239,7 @@ class TaskHooks(AbstractCapability[ToolContext]):
         self.gate.check()
         arguments = call.args_as_dict()
         self.breaker.check(call.tool_name, arguments)
-        decision, why = decide(self.permissions, call.tool_name, arguments)
+        decision, why = decide(self.permissions, call.tool_name, arguments, ctx.deps.workspace)
         if decision == "deny":
             return f"Permission denied: {why}. Do not retry this call; find another way or report."
         if decision == "ask":
