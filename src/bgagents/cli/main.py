@@ -353,6 +353,30 @@ def peek(task_id: str, json_mode: JsonOpt = False) -> None:
 
 
 @app.command()
+def mcp(
+    mode: Annotated[str, typer.Option(help="auto: the server at BGAGENTS_URL if one answers, else a runtime in "
+                                           "this process; server: only the server; local: only this process.")]
+    = "auto",
+) -> None:
+    """Serve the background-agent tools over MCP on stdio (for Claude Code, Cursor, OpenCode, …)."""
+    from ..errors import BgAgentsError
+    from ..mcp.stdio import serve_stdio
+
+    if mode not in ("auto", "server", "local"):
+        raise typer.BadParameter(f"'{mode}' is not one of auto, server, local", param_hint="--mode")
+    try:
+        settings = Settings()
+    except Exception as exc:
+        fail(f"bad settings: {exc}", "bad_settings")
+    try:
+        asyncio.run(serve_stdio(settings, mode))  # type: ignore[arg-type]
+    except BgAgentsError as exc:
+        fail(exc.message, exc.code)
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
 def demo(
     keep: Annotated[bool, typer.Option("--keep", help="Keep the server up after the agents finish.")] = False,
     agents: Annotated[int, typer.Option(help="How many demo agents to launch.", min=1, max=20)] = 3,

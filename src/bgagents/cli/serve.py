@@ -17,7 +17,7 @@ def run_server(settings: Settings, host: str, port: int) -> None:
     token = settings.resolve_token(create=True)
     assert token is not None
     runtime = Runtime(settings)
-    app = create_app(runtime, token)
+    app = create_app(runtime, token, host=host)
     where = "BGAGENTS_TOKEN" if settings.token else str(settings.home / "token")
     print(f"bgagents serving on http://{host}:{port} (home {settings.home}, token from {where})",
           file=sys.stderr, flush=True)

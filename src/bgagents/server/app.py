@@ -7,23 +7,29 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
+from starlette.routing import Route
 
 from .. import __version__
 from ..core.runtime import Runtime
+from ..mcp.http import MCPEndpoint
 from . import approvals, conversations, events, files, tasks
 from .auth import require_token
 from .errors import install_error_handlers
 
 
-def create_app(runtime: Runtime, token: str, *, manage_runtime: bool = True) -> FastAPI:
-    """An app serving `runtime`; with `manage_runtime`, the app starts and stops it with its lifespan."""
+def create_app(runtime: Runtime, token: str, *, manage_runtime: bool = True, host: str = "127.0.0.1") -> FastAPI:
+    """An app serving `runtime`; with `manage_runtime`, the app starts and stops it with its lifespan.
+
+    `host` is where the server listens: on localhost, `/mcp` refuses requests from pages of other hosts."""
+    mcp_endpoint = MCPEndpoint(runtime, token, host)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if manage_runtime:
             await runtime.start()
         try:
-            yield
+            async with mcp_endpoint.run():
+                yield
         finally:
             if manage_runtime:
                 await runtime.stop()
@@ -57,4 +63,6 @@ def create_app(runtime: Runtime, token: str, *, manage_runtime: bool = True) -> 
         return {"running": await rt.running_counts()}
 
     app.include_router(api)
+    # MCP over streamable HTTP (an ASGI endpoint of the SDK's, so not in the OpenAPI document).
+    app.router.routes.append(Route("/mcp", endpoint=mcp_endpoint, methods=["GET", "POST", "DELETE"]))
     return app
