@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from pydantic_settings import (
@@ -46,6 +46,7 @@ class ProfileSettings(BaseModel):
     max_turns: int | None = None
     limits: dict[str, float] = Field(default_factory=dict)
     prompt: str = ""
+    isolation: Literal["none", "worktree"] = "none"
 
 
 class LimitSettings(BaseModel):

@@ -91,12 +91,15 @@ def launch(
     priority: Annotated[int, typer.Option(help="Higher runs first within its queue.")] = 0,
     parent: Annotated[str | None, typer.Option(help="Parent task or session id.")] = None,
     limit: Annotated[list[str] | None, typer.Option(help="Budget KEY=VALUE (repeatable).")] = None,
+    isolation: Annotated[str | None, typer.Option(help="worktree: work in its own git worktree of the "
+                                                       "workspace.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the result.")] = False,
     json_mode: JsonOpt = False,
 ) -> None:
     """Launch a background agent; prints its id."""
     body = {"prompt": prompt, "name": name, "agent": agent, "model": model, "priority": priority,
-            "parent_id": parent, "fallback_models": fallback or None, "limits": parse_limits(limit or []) or None}
+            "parent_id": parent, "fallback_models": fallback or None, "limits": parse_limits(limit or []) or None,
+            "isolation": isolation}
     task = call(json_mode, lambda c: c.post("/tasks", {k: v for k, v in body.items() if v is not None}))
     if wait:
         out = call(json_mode, lambda c: c.get(f"/tasks/{task['id']}/output", wait="true", timeout=3600))
@@ -350,6 +353,41 @@ def peek(task_id: str, json_mode: JsonOpt = False) -> None:
         emit(peeked)
     else:
         console.print(Text.assemble((peeked["name"], "bold"), ": ", peeked["text"]), soft_wrap=True)
+
+
+@app.command()
+def diff(task_id: str, stat: Annotated[bool, typer.Option("--stat", help="Only the summary.")] = False,
+         json_mode: JsonOpt = False) -> None:
+    """An isolated task's changes against where its branch started."""
+    changes = call(json_mode, lambda c: c.get(f"/tasks/{task_id}/diff"))
+    if json_mode:
+        emit(changes)
+        return
+    console.print(f"[bold]{changes['branch']}[/bold] ({changes['state']}, from {changes['base'][:10]})",
+                  markup=True)
+    console.print(Text(changes["stat"] or "no changes"))
+    if not stat and changes["patch"]:
+        console.print(Text(changes["patch"]))
+
+
+@app.command()
+def merge(task_id: str, json_mode: JsonOpt = False) -> None:
+    """Merge an ended isolated task's branch into the workspace (a conflict names the files; nothing merged)."""
+    task = call(json_mode, lambda c: c.post(f"/tasks/{task_id}/merge"))
+    if json_mode:
+        emit(task)
+    else:
+        console.print(f"merged {task['worktree']['branch']} into the workspace; its worktree is removed")
+
+
+@app.command()
+def discard(task_id: str, json_mode: JsonOpt = False) -> None:
+    """Throw an isolated task's changes away (its worktree and branch)."""
+    task = call(json_mode, lambda c: c.post(f"/tasks/{task_id}/discard"))
+    if json_mode:
+        emit(task)
+    else:
+        console.print(f"discarded {task['worktree']['branch']}")
 
 
 @app.command()

@@ -8,7 +8,7 @@ disallowed_tools, permissions, max_turns, limits) and a body that is the system 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError
@@ -38,6 +38,7 @@ class Profile(BaseModel):
     permissions: dict[str, Any] = Field(default_factory=dict)
     max_turns: int | None = None
     limits: dict[str, float] = Field(default_factory=dict)
+    isolation: Literal["none", "worktree"] = "none"
     source: str = "builtin"
 
 
@@ -59,7 +60,7 @@ def _from_settings(name: str, spec: ProfileSettings, source: str) -> Profile:
     return Profile(
         name=name, description=spec.description, prompt=spec.prompt or GENERAL_PROMPT, model=spec.model,
         fallback_models=spec.fallback_models, tools=tools, permissions=spec.permissions,
-        max_turns=spec.max_turns, limits=spec.limits, source=source,
+        max_turns=spec.max_turns, limits=spec.limits, isolation=spec.isolation, source=source,
     )
 
 

@@ -19,6 +19,7 @@ from pydantic_ai.usage import RunUsage, UsageLimits
 
 from ..settings import LimitSettings
 from ..tools import Spawner, Todo, ToolContext, build_toolset
+from . import worktrees
 from .durable import DurableModel, LoopBreaker, ModelChain, ShuttingDown, StepGate, TaskHooks, TurnStopped
 from .events import EventBus
 from .model_errors import ModelCallError
@@ -202,7 +203,8 @@ async def _run_agent(services: Services, task: Task, turn: int, prompt: str) -> 
         model = DurableModel(services.models.resolve, chain, tracker, services.gate, limits,
                              task.limits.get("cost_usd"), on_switch)
         toolset = build_toolset(profile.tools)
-        deps = ToolContext(task_id=task.id, workspace=services.workspace, outputs_dir=services.outputs_dir,
+        workspace = Path(task.workspace) if task.workspace else services.workspace
+        deps = ToolContext(task_id=task.id, workspace=workspace, outputs_dir=services.outputs_dir,
                            todos=StoreTodos(services, tracker), spawner=services.spawner)
         breaker = LoopBreaker(limits.consecutive_threshold, limits.max_tool_calls, baseline.tool_calls)
         hooks = TaskHooks(tracker, services.gate, store.claim_steering, breaker, profile.permissions, approve)
@@ -254,8 +256,18 @@ async def _run_agent(services: Services, task: Task, turn: int, prompt: str) -> 
         return await DBOS.run_step_async({"name": "finish"}, _finish, services, task, turn, status, tracker,
                                          None, None, message, reason, attempts)
     attempts.append(Attempt(model=chain.current, started_at=chain.started_at, finished_at=services.clock()))
+    diff_stat = None
+    if task.worktree is not None and task.worktree.state == "active":
+        diff_stat = await DBOS.run_step_async({"name": "worktree_diff"}, _worktree_stat, task)
     return await DBOS.run_step_async({"name": "finish"}, _finish, services, task, turn, "completed", tracker,
-                                     messages, output, None, None, attempts)
+                                     messages, output, None, None, attempts, diff_stat)
+
+
+async def _worktree_stat(task: Task) -> str:
+    """The diff stat of an isolated task's branch, its edits committed: part of its result."""
+    assert task.worktree is not None
+    stat, _, _ = await asyncio.to_thread(worktrees.diff, task.worktree, f"bgagents: {task.name} (turn {task.turn})")
+    return stat or "no changes"
 
 
 async def _switch_model(services: Services, task: Task, old: str, new: str, error: str,
@@ -299,7 +311,7 @@ async def _ask_approval(services: Services, task: Task, turn: int, call: ToolCal
 
 async def _finish(services: Services, task: Task, turn: int, status: str, tracker: ProgressTracker,
                   messages: list[ModelMessage] | None, output: Any, error: str | None,
-                  end_reason: str | None, attempts: list[Attempt]) -> str:
+                  end_reason: str | None, attempts: list[Attempt], diff_stat: str | None = None) -> str:
     now = services.clock()
     values: dict[str, Any] = {"status": status, "finished_at": now, "last_activity_at": now, "error": error,
                               "end_reason": end_reason, "progress": tracker.progress.model_dump(mode="json"),
@@ -307,7 +319,7 @@ async def _finish(services: Services, task: Task, turn: int, status: str, tracke
     if status == "completed":
         text = output if isinstance(output, str) else None
         data = None if isinstance(output, str) else output
-        values["result"] = {"text": text, "data": data}
+        values["result"] = {"text": text, "data": data, "diff_stat": diff_stat}
     if messages is not None:
         await services.store.save_messages(task.id, turn, tracker.persisted, messages[tracker.persisted:])
     event = await services.store.update_task(task.id, values, f"task.{status}",

@@ -27,7 +27,7 @@ from ..conversation.orchestrator import QUEUE as CONVERSATION_QUEUE
 from ..conversation.orchestrator import Conversations
 from ..errors import Conflict, InvalidInput, NotFound
 from ..settings import Settings
-from . import db
+from . import db, worktrees
 from .engine import Engine, workflow_id
 from .events import EventBus
 from .models import ModelRegistry, concurrency_key, concurrency_limit
@@ -35,7 +35,7 @@ from .names import slugify
 from .names import task_id as new_task_id
 from .profiles import Profile, get_profile, load_profiles
 from .runner import Services, expire_if_queued_too_long
-from .schema import ACTIVE, TERMINAL, Approval, Event, Output, Task, TranscriptEntry
+from .schema import ACTIVE, TERMINAL, Approval, Event, Output, Task, TranscriptEntry, Worktree, WorktreeDiff
 from .spawner import RuntimeSpawner
 from .store import Store, continuable, load_messages
 
@@ -62,6 +62,7 @@ class Runtime:
         self._started = False
         self._watcher: asyncio.Task[None] | None = None
         self._last_drain_prune = time.monotonic()
+        self._git_lock = asyncio.Lock()  # one git operation on the shared repository at a time
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -166,6 +167,10 @@ class Runtime:
         removed = await self.store.prune(finished_before)
         await self.engine.delete_workflows([workflow_id(tid, t) for tid, turn in removed.items()
                                             for t in range(1, turn + 1)])
+        if removed:
+            async with self._git_lock:
+                await asyncio.to_thread(worktrees.remove_orphans, self.settings.home / "worktrees",
+                                        await self.store.task_ids_with_worktrees())
         return len(removed)
 
     # -- launch ------------------------------------------------------------------------------------
@@ -197,12 +202,16 @@ class Runtime:
                      fallback_models: list[str] | None = None, parent_id: str | None = None,
                      priority: int = 0, limits: dict[str, float] | None = None,
                      instructions: str | None = None, output_schema: dict[str, Any] | None = None,
+                     isolation: str | None = None,
                      _id: str | None = None, _history: builtins.list[Any] | None = None,
-                     _forked_from: dict[str, Any] | None = None, _spawn_key: str | None = None) -> Task:
+                     _forked_from: dict[str, Any] | None = None, _spawn_key: str | None = None,
+                     _worktree_start: str | None = None) -> Task:
         """Queues a task and returns it at once, in `queued`.
 
         `instructions` come before the profile's prompt; with `output_schema` (a JSON schema of an
-        object) the result is structured data (`result.data`) instead of text."""
+        object) the result is structured data (`result.data`) instead of text. With `isolation="worktree"`
+        (or the profile's) the task works in its own git worktree of the workspace (see core/worktrees.py);
+        a child of such a task works in its parent's."""
         if not isinstance(prompt, str) or not prompt.strip():
             raise InvalidInput("the prompt is empty", code="empty_prompt")
         profile = get_profile(self.profiles(), agent or "general")
@@ -214,13 +223,16 @@ class Runtime:
         unknown = sorted(set(limits) - LIMIT_KEYS)
         if unknown:
             raise InvalidInput(f"unknown limits: {', '.join(unknown)}; known: {', '.join(sorted(LIMIT_KEYS))}")
-        root_id, depth = "", 0
+        if isolation not in (None, "none", "worktree"):
+            raise InvalidInput(f"unknown isolation '{isolation}'; known: none, worktree")
+        isolated = (isolation or profile.isolation) == "worktree"
+        root_id, depth, workspace = "", 0, None
         if parent_id:
             parent = await self.store.get_task(parent_id) if parent_id.startswith("bg_") else None
             if parent_id.startswith("bg_") and parent is None:
                 raise NotFound(f"parent task '{parent_id}' does not exist")
             if parent is not None:
-                root_id, depth = parent.root_id, parent.depth + 1
+                root_id, depth, workspace = parent.root_id, parent.depth + 1, parent.workspace
                 await self._check_spawn_limits(root_id, depth)
         if output_schema is not None and (not isinstance(output_schema, dict)
                                           or output_schema.get("type") != "object"):
@@ -228,14 +240,27 @@ class Runtime:
         key, _ = self._concurrency(model_name)
         tid = _id or new_task_id()
         now = self.clock()
+        worktree = None
+        if isolated:
+            existing = await self.store.get_task(tid) if _id else None  # a replayed launch keeps its worktree
+            worktree = existing.worktree if existing else await asyncio.to_thread(
+                worktrees.create, self.settings.workspace_path, self.settings.home / "worktrees", tid,
+                slugify(name or prompt), _worktree_start)
+            assert worktree is not None
+            workspace = worktree.workspace
         task = Task(
             id=tid, name=slugify(name or prompt), description=description, status="queued", prompt=prompt,
             agent=profile.name, model=model_name, fallback_models=fallbacks, concurrency_key=key,
             priority=int(priority), parent_id=parent_id or None, root_id=root_id or tid, depth=depth,
             limits=limits, created_at=now, queued_at=now, forked_from=_forked_from,
-            instructions=instructions, output_schema=output_schema,
+            instructions=instructions, output_schema=output_schema, workspace=workspace, worktree=worktree,
         )
-        event = await self.store.insert_task(task, _history or [], _spawn_key)
+        try:
+            event = await self.store.insert_task(task, _history or [], _spawn_key)
+        except Exception:
+            if worktree is not None and not _id:
+                await asyncio.to_thread(worktrees.remove, worktree)
+            raise
         self.bus.announce(event)
         try:
             await self._enqueue(task, prompt)
@@ -418,6 +443,10 @@ class Runtime:
         if at is not None and not 0 <= at <= len(rows):
             raise InvalidInput(f"at must be between 0 and {len(rows)} (the transcript's message count)")
         history = continuable(load_messages(r["message"] for r in rows[: len(rows) if at is None else at]))
+        start = None
+        if source.worktree is not None and source.worktree.state == "active":  # the fork starts from its files
+            await asyncio.to_thread(worktrees.commit_all, source.worktree, f"bgagents: {source.name} before a fork")
+            start = source.worktree.branch
         return await self.launch(
             prompt, name=name, agent=agent or source.agent, model=model or source.model,
             fallback_models=source.fallback_models, parent_id=source.parent_id,
@@ -425,7 +454,54 @@ class Runtime:
             limits=source.limits, instructions=source.instructions, output_schema=source.output_schema,
             _id=_id, _history=history, _spawn_key=_spawn_key,
             _forked_from={"task_id": source.id, "at": len(history)},
+            isolation="worktree" if source.worktree is not None else None, _worktree_start=start,
         )
+
+    # -- isolated workspaces -------------------------------------------------------------------------
+
+    async def _worktree(self, task_id: str) -> tuple[Task, Worktree]:
+        task = await self.get(task_id)
+        if task.worktree is None:
+            raise InvalidInput(f"task {task_id} has no worktree (it was not launched with isolation 'worktree')",
+                               code="no_worktree")
+        return task, task.worktree
+
+    async def diff(self, task_id: str) -> WorktreeDiff:
+        """The task's changes: its branch against where it started, uncommitted edits included."""
+        task, wt = await self._worktree(task_id)
+        async with self._git_lock:
+            stat, patch, files = await asyncio.to_thread(worktrees.diff, wt, f"bgagents: {task.name}")
+        return WorktreeDiff(task_id=task.id, branch=wt.branch, base=wt.base, state=wt.state, stat=stat,
+                            files=files, patch=patch)
+
+    async def merge(self, task_id: str) -> Task:
+        """Merges a finished task's branch into the workspace's current branch and removes its worktree.
+
+        A conflict is a `Conflict` naming the files; nothing is merged then."""
+        task, wt = await self._worktree(task_id)
+        if not task.finished:
+            raise Conflict(f"task {task_id} is {task.status}: merge it once it has ended (or cancel it)")
+        async with self._git_lock:
+            commit = await asyncio.to_thread(worktrees.merge, wt, f"bgagents: merge {task.name} ({task.id})")
+        return await self._set_worktree_state(task, wt, "merged", {"commit": commit})
+
+    async def discard(self, task_id: str) -> Task:
+        """Throws a task's changes away: its worktree and branch are removed (a running task is cancelled)."""
+        task, wt = await self._worktree(task_id)
+        if wt.state != "active":
+            raise Conflict(f"this worktree was already {wt.state}", code="already_" + wt.state)
+        if not task.finished:
+            await self.cancel(task_id)
+        async with self._git_lock:
+            await asyncio.to_thread(worktrees.remove, wt)
+        return await self._set_worktree_state(task, wt, "discarded", {})
+
+    async def _set_worktree_state(self, task: Task, wt: Worktree, state: str, data: dict[str, Any]) -> Task:
+        changed = wt.model_copy(update={"state": state})
+        event = await self.store.update_task(task.id, {"worktree": changed.model_dump(mode="json")},
+                                             f"task.worktree_{state}", {"branch": wt.branch, **data})
+        await self.services.publish(event)
+        return await self.get(task.id)
 
     # -- approvals ---------------------------------------------------------------------------------
 

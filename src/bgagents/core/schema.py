@@ -37,6 +37,7 @@ class Progress(BaseModel):
 class TaskResult(BaseModel):
     text: str | None = None
     data: Any = None
+    diff_stat: str | None = None  # an isolated task's changes (`git diff --stat` of its branch)
 
 
 class Attempt(BaseModel):
@@ -44,6 +45,31 @@ class Attempt(BaseModel):
     started_at: float
     finished_at: float | None = None
     error: str | None = None
+
+
+class Worktree(BaseModel):
+    """Where an isolated task works (`isolation = "worktree"`): `path`, a git worktree of `repo` on `branch`,
+    started at commit `base`; `workspace` is its working directory there (the workspace may be a folder of the
+    repository)."""
+
+    repo: str
+    path: str
+    workspace: str
+    branch: str
+    base: str
+    state: Literal["active", "merged", "discarded"] = "active"
+
+
+class WorktreeDiff(BaseModel):
+    """An isolated task's changes: `stat` and `patch` of its branch against `base`, uncommitted edits included."""
+
+    task_id: str
+    branch: str
+    base: str
+    state: Literal["active", "merged", "discarded"]
+    stat: str
+    files: list[str]
+    patch: str
 
 
 class Task(BaseModel):
@@ -75,6 +101,8 @@ class Task(BaseModel):
     attempts: list[Attempt] = Field(default_factory=list)
     instructions: str | None = None
     output_schema: dict[str, Any] | None = None
+    workspace: str | None = None  # where its tools work when not the shared workspace (its worktree, or its parent's)
+    worktree: Worktree | None = None
 
     @property
     def finished(self) -> bool:

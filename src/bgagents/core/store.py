@@ -422,6 +422,14 @@ class Store:
                     conn.execute(table.delete().where(column.in_(old[i:i + 500])))
             return old_turns
 
+    def _task_ids_with_worktrees(self) -> set[str]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(db.tasks.c.id, db.tasks.c.worktree))
+            return {r.id for r in rows if r.worktree}  # a JSON column keeps None as 'null', so test in Python
+
+    async def task_ids_with_worktrees(self) -> set[str]:
+        return await self.run(self._task_ids_with_worktrees)
+
     async def prune(self, finished_before: float) -> dict[str, int]:
         """The removed tasks, each with its last turn (their DBOS workflows go too, see Runtime.prune)."""
         return await self.run(self.prune_sync, finished_before)

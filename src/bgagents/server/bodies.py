@@ -23,6 +23,9 @@ class LaunchBody(Body):
     limits: dict[str, float] | None = None
     instructions: str | None = None
     output_schema: dict[str, Any] | None = None
+    isolation: Literal["none", "worktree"] | None = Field(
+        None, description="worktree: the task works in its own git worktree of the workspace (default: the "
+                          "profile's, else none)")
 
 
 class ResumeBody(Body):

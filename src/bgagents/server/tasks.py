@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 
 from ..conversation.schema import Peek
 from ..core.runtime import Runtime
-from ..core.schema import Output, Task, TranscriptEntry
+from ..core.schema import Output, Task, TranscriptEntry, WorktreeDiff
 from ..errors import InvalidInput
 from .bodies import CancelAllBody, ForkBody, LaunchBody, MessageBody, ResumeBody
 
@@ -87,6 +87,24 @@ async def send(task_id: str, body: MessageBody, request: Request) -> Task:
 @router.post("/{task_id}/fork", status_code=201)
 async def fork(task_id: str, body: ForkBody, request: Request) -> Task:
     return await runtime(request).fork(task_id, body.prompt, at=body.at, model=body.model, name=body.name)
+
+
+@router.get("/{task_id}/diff")
+async def diff(task_id: str, request: Request) -> WorktreeDiff:
+    """An isolated task's changes (stat, files, patch) against where its branch started."""
+    return await runtime(request).diff(task_id)
+
+
+@router.post("/{task_id}/merge")
+async def merge(task_id: str, request: Request) -> Task:
+    """Merges an ended isolated task's branch into the workspace; a conflict is a 409 naming the files."""
+    return await runtime(request).merge(task_id)
+
+
+@router.post("/{task_id}/discard")
+async def discard(task_id: str, request: Request) -> Task:
+    """Throws an isolated task's changes away (its worktree and branch); a running task is cancelled first."""
+    return await runtime(request).discard(task_id)
 
 
 @router.post("/{task_id}/peek")
