@@ -34,7 +34,8 @@ def repo(path: Path) -> Path:
 
 def edit(old: str, new: str) -> Script:
     """An agent that replaces one line of shared.txt and says so."""
-    return Script(steps=[("edit", {"path": "shared.txt", "old_string": old, "new_string": new})], answer=f"changed {old}")
+    step = ("edit", {"path": "shared.txt", "old_string": old, "new_string": new})
+    return Script(steps=[step], answer=f"changed {old}")
 
 
 async def test_side_by_side_then_merge_both(tmp_path: Path) -> None:
