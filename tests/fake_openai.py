@@ -12,7 +12,8 @@ strings alone:
 
 Every request is recorded with a signature (message count + hash of the last message) and whether it
 completed, so a test can assert that no finished request was sent twice. `python -m tests.fake_openai
---port-file F` runs it as a process; `GET /_fake/requests` reads its records.
+--port-file F` runs it as a process; `GET /_fake/requests` reads its records, `GET /_fake/stats` the
+requests in flight now and the most seen at once (`POST /_fake/reset` starts counting again).
 """
 
 from __future__ import annotations
@@ -93,6 +94,8 @@ def _last_user_text(messages: list[dict[str, Any]]) -> str:
 class FakeOpenAI:
     def __init__(self) -> None:
         self.records: list[Record] = []
+        self.in_flight = 0  # requests being answered now, and the most seen at once
+        self.max_in_flight = 0
         self._flaky: dict[str, int] = {}
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -102,6 +105,7 @@ class FakeOpenAI:
             Route("/v1/models", self.models, methods=["GET"]),
             Route("/_fake/requests", self.requests, methods=["GET"]),
             Route("/_fake/reset", self.reset, methods=["POST"]),
+            Route("/_fake/stats", self.stats, methods=["GET"]),
         ])
 
     @property
@@ -142,6 +146,18 @@ class FakeOpenAI:
     # -- routes ------------------------------------------------------------------------------------
 
     async def completions(self, request: Request) -> Response:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        streaming = False
+        try:
+            response = await self._answer(request)
+            streaming = isinstance(response, StreamingResponse)
+            return response
+        finally:
+            if not streaming:  # a stream is counted until its last chunk
+                self.in_flight -= 1
+
+    async def _answer(self, request: Request) -> Response:
         body = await request.json()
         model = str(body.get("model", ""))
         record = Record(model=model, signature=signature(body.get("messages", [])), time=time.time(),
@@ -201,6 +217,14 @@ class FakeOpenAI:
                 data["usage"] = usage
             return f"data: {json.dumps(data)}\n\n".encode()
 
+        try:
+            async for data in self._chunks(reply, record, body, chunk):
+                yield data
+        finally:
+            self.in_flight -= 1
+
+    async def _chunks(self, reply: Reply, record: Record, body: dict[str, Any],
+                      chunk: Any) -> AsyncIterator[bytes]:
         yield chunk({"role": "assistant", "content": ""})
         if reply.delay:
             await asyncio.sleep(reply.delay)
@@ -224,9 +248,14 @@ class FakeOpenAI:
     async def requests(self, request: Request) -> Response:
         return JSONResponse([asdict(r) for r in self.records])
 
+    async def stats(self, request: Request) -> Response:
+        return JSONResponse({"requests": len(self.records), "in_flight": self.in_flight,
+                             "max_in_flight": self.max_in_flight})
+
     async def reset(self, request: Request) -> Response:
         self.records.clear()
         self._flaky.clear()
+        self.max_in_flight = self.in_flight
         return JSONResponse({"ok": True})
 
     # -- helpers for tests -------------------------------------------------------------------------

@@ -67,18 +67,34 @@ def parse_limits(values: list[str]) -> dict[str, float]:
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface to bind (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8321).")] = None,
-    workers: Annotated[int, typer.Option(help="Task worker processes (1 on SQLite).")] = 1,
+    workers: Annotated[int, typer.Option(help="Processes running tasks, this one included (PostgreSQL only).")] = 1,
 ) -> None:
-    """Run the API and the task workers in one process, until SIGTERM or Ctrl-C."""
-    from .serve import run_server
+    """Run the API and the task workers, until SIGTERM or Ctrl-C."""
+    from .serve import ServeError, run_server
 
     try:
         settings = Settings()
     except Exception as exc:
         fail(f"bad settings: {exc}", "bad_settings")
-    if workers != 1:
-        err.print("[yellow]note:[/yellow] several workers need PostgreSQL; running one.")
-    run_server(settings, host or settings.server.host, port or settings.server.port)
+    try:
+        run_server(settings, host or settings.server.host, port or settings.server.port, workers)
+    except ServeError as exc:
+        fail(str(exc), "cannot_serve")
+
+
+@app.command()
+def worker() -> None:
+    """Run tasks without the API (beside a server on the same PostgreSQL database), until SIGTERM or Ctrl-C."""
+    from .serve import ServeError, run_worker
+
+    try:
+        settings = Settings()
+    except Exception as exc:
+        fail(f"bad settings: {exc}", "bad_settings")
+    try:
+        run_worker(settings)
+    except ServeError as exc:
+        fail(str(exc), "cannot_serve")
 
 
 @app.command()

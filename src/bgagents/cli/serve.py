@@ -1,25 +1,98 @@
-"""`bgagents serve`: the API and the task workers in one process, with graceful shutdown."""
+"""`bgagents serve` and `bgagents worker`: the API and the task workers, with graceful shutdown.
+
+Several processes share the work only on PostgreSQL: each runs DBOS under its own executor id, the
+concurrency limits hold across them, and the work of one that dies is taken over by the others.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import signal
+import subprocess
 import sys
 
 import uvicorn
 
+from ..core.identity import DatabaseInUse
 from ..core.runtime import Runtime
 from ..server import create_app
 from ..settings import Settings
 
 
-def run_server(settings: Settings, host: str, port: int) -> None:
+class ServeError(Exception):
+    """A reason not to start, said in one line."""
+
+
+def _claim(runtime: Runtime) -> None:
+    try:
+        runtime.claim()
+    except DatabaseInUse as exc:
+        raise ServeError(exc.message) from None
+
+
+def check_workers(settings: Settings, workers: int) -> None:
+    if workers < 1:
+        raise ServeError("--workers must be at least 1")
+    if workers > 1 and settings.sqlalchemy_url.startswith("sqlite"):
+        raise ServeError("--workers needs PostgreSQL: SQLite serves one process. Set BGAGENTS_DATABASE_URL "
+                         "to a postgresql://… database (install .[postgres]), or run without --workers.")
+
+
+def _start_workers(count: int) -> list[subprocess.Popen[bytes]]:
+    """`count` `bgagents worker` processes with this process's environment (settings included)."""
+    command = [sys.executable, "-m", "bgagents.cli.main", "worker"]
+    return [subprocess.Popen(command, env=os.environ.copy()) for _ in range(count)]
+
+
+def _stop_workers(procs: list[subprocess.Popen[bytes]], timeout: float = 30.0) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> None:
+    """The API and a task worker in this process, and `workers - 1` worker processes beside it."""
+    check_workers(settings, workers)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     token = settings.resolve_token(create=True)
     assert token is not None
     runtime = Runtime(settings)
+    _claim(runtime)  # before the port is bound: a second server on the same SQLite home stops here
     app = create_app(runtime, token, host=host)
     where = "BGAGENTS_TOKEN" if settings.token else str(settings.home / "token")
-    print(f"bgagents serving on http://{host}:{port} (home {settings.home}, token from {where})",
+    more = f", {workers - 1} more worker process(es)" if workers > 1 else ""
+    print(f"bgagents serving on http://{host}:{port} (home {settings.home}, token from {where}{more})",
           file=sys.stderr, flush=True)
-    # uvicorn turns SIGTERM/SIGINT into a lifespan shutdown, which drains the runtime at a step boundary.
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10)
+    procs = _start_workers(workers - 1)
+    try:
+        # uvicorn turns SIGTERM/SIGINT into a lifespan shutdown, which drains the runtime at a step boundary.
+        uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10)
+    finally:
+        _stop_workers(procs)
+
+
+def run_worker(settings: Settings) -> None:
+    """Task workers without the API, until SIGTERM or Ctrl-C (which stop at a step boundary)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    runtime = Runtime(settings)
+    _claim(runtime)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        async with runtime:
+            print(f"bgagents worker {runtime.executor_id} running tasks (home {settings.home})",
+                  file=sys.stderr, flush=True)
+            await stop.wait()
+
+    asyncio.run(main())

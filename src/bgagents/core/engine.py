@@ -59,7 +59,7 @@ class Engine:
     """Owns the DBOS instance of this process."""
 
     def __init__(self, services: Services, database_url: str, polling_interval: float,
-                 executor_id: str | None = None, limits: set[int] | None = None) -> None:
+                 executor_id: str, limits: set[int] | None = None) -> None:
         self.services = services
         self.database_url = database_url
         self.polling_interval = polling_interval
@@ -75,9 +75,8 @@ class Engine:
             "system_database_url": self.database_url,
             "log_level": "WARNING",
             "notification_listener_polling_interval_sec": 0.1,
+            "executor_id": self.executor_id,
         }
-        if self.executor_id:
-            config["executor_id"] = self.executor_id
         if self.database_url.startswith("sqlite"):
             # DBOS gets an engine with our SQLite settings from the start (WAL, synchronous=NORMAL)
             config["system_database_engine"] = connect(self.database_url)
@@ -135,6 +134,12 @@ class Engine:
         # A task launched by a tool (background_task) is enqueued from inside a DBOS step, which DBOS
         # forbids; an empty context makes it a workflow of its own, as it is: it outlives its parent's turn.
         await asyncio.get_running_loop().create_task(enqueue(), context=contextvars.Context())
+
+    async def take_over(self, executor_ids: list[str]) -> int:
+        """Puts the pending workflows of dead executors back on their queues (same queue, partition and
+        priority), where any live process takes them; they resume from their last finished step."""
+        handles = await asyncio.to_thread(DBOS._recover_pending_workflows, executor_ids)
+        return len(handles)
 
     async def send_decision(self, workflow: str, approval_id: str, decision: dict[str, Any]) -> None:
         """Wakes the turn waiting on this approval (it waits with DBOS.recv on the approval's topic)."""

@@ -30,6 +30,7 @@ from ..settings import Settings
 from . import db, worktrees
 from .engine import Engine, workflow_id
 from .events import EventBus
+from .identity import Lease, lease_for, new_executor_id, pending_executors
 from .models import ModelRegistry, concurrency_key, concurrency_limit
 from .names import slugify
 from .names import task_id as new_task_id
@@ -45,6 +46,7 @@ LIMIT_KEYS = frozenset({"requests", "input_tokens", "output_tokens", "total_toke
 WATCH_INTERVAL = 0.5  # seconds between checks for cancels made by other processes
 DRAIN_PRUNE_INTERVAL = 600.0  # seconds: finished conversation drains older than this are removed from DBOS
 WAIT_POLL = 2.0  # seconds between re-reads of a waited-for task (for changes made by other processes)
+TAKEOVER_INTERVAL = 2.0  # seconds between looks for dead processes' work (PostgreSQL: others may die)
 TERMINAL_EVENTS = frozenset({"task.completed", "task.failed", "task.cancelled"})
 
 
@@ -55,7 +57,8 @@ class Runtime:
                  executor_id: str | None = None) -> None:
         self.settings = settings or Settings()
         self.clock = clock
-        self.executor_id = executor_id
+        self.executor_id = executor_id or new_executor_id()
+        self._lease: Lease | None = None
         self.models = ModelRegistry()
         self.bus = EventBus()
         self._profiles: dict[str, Profile] | None = None
@@ -73,9 +76,30 @@ class Runtime:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
+    def claim(self) -> None:
+        """Takes this process's identity lock: on SQLite, `DatabaseInUse` if a live process holds the
+        database. `start` does it too; a server calls it first to refuse before it binds its port."""
+        if self._lease is None:
+            self.settings.home.mkdir(parents=True, exist_ok=True)
+            lease = lease_for(self.settings.sqlalchemy_url, self.executor_id)
+            lease.acquire()
+            self._lease = lease
+
+    def _release(self) -> None:
+        if self._lease is not None:
+            self._lease.release()
+            self._lease = None
+
     async def start(self) -> None:
+        self.claim()
+        try:
+            await self._start()
+        except BaseException:
+            self._release()  # a runtime that did not start holds nothing
+            raise
+
+    async def _start(self) -> None:
         settings = self.settings
-        settings.home.mkdir(parents=True, exist_ok=True)
         workspace = settings.workspace_path
         workspace.mkdir(parents=True, exist_ok=True)
         outputs = settings.home / "outputs"
@@ -93,6 +117,7 @@ class Runtime:
                              executor_id=self.executor_id,
                              limits={c.default, *c.providers.values(), *c.models.values()})
         self.engine.launch()
+        await self._take_over()
         await self.engine.start_queues(serial=(CONVERSATION_QUEUE,))
         self._started = True
         await self._reconcile()
@@ -113,6 +138,7 @@ class Runtime:
         self.engine.destroy()
         self.store.close()
         self.db_engine.dispose()
+        self._release()
 
     def profiles(self) -> dict[str, Profile]:
         assert self._profiles is not None, "the runtime is not started"
@@ -121,6 +147,21 @@ class Runtime:
     def register_model(self, name: str, model: Model) -> None:
         """Makes `model` usable under `name` (e.g. a FunctionModel in tests, a configured client)."""
         self.models.register(name, model)
+
+    async def _take_over(self) -> None:
+        """Workflows left pending by processes that are gone (a crash, a kill -9, an earlier run of this
+        one) go back on their queues. A live process's are left alone: its lock is held."""
+        assert self._lease is not None
+        lease = self._lease
+        for executor in await self.store.run(pending_executors, self.db_engine):
+            if not await self.store.run(lease.claim_dead, executor):
+                continue
+            try:
+                count = await self.engine.take_over([executor])
+                if count:
+                    log.info("took over %d workflow(s) of the stopped process %s", count, executor)
+            finally:
+                await self.store.run(lease.release_claim, executor)
 
     async def _reconcile(self) -> None:
         """Tasks whose workflow was never enqueued (a crash between the two writes) are enqueued now."""
@@ -134,10 +175,14 @@ class Runtime:
         """Housekeeping: interrupts local turns another process cancelled, expires queued tasks past
         `queue_ttl`, and prunes finished tasks past the retention period."""
         limits = self.settings.limits
-        last_sweep = 0.0
+        last_sweep = last_takeover = 0.0
+        several = not self.settings.sqlalchemy_url.startswith("sqlite")  # other processes may die
         while True:
             await asyncio.sleep(min(WATCH_INTERVAL, limits.sweep_interval))
             try:
+                if several and time.monotonic() - last_takeover >= TAKEOVER_INTERVAL:
+                    last_takeover = time.monotonic()
+                    await self._take_over()
                 ids = list(self.services.active)
                 if ids:
                     for task in await self.store.list_tasks(status=["cancelled"], ids=ids):

@@ -1,0 +1,164 @@
+"""Process identity and scale-out (SPEC 8): one process per SQLite home; several workers on PostgreSQL
+share the limits, and the work of one killed with `kill -9` is taken over from its last finished step."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from .conftest import POSTGRES_URL, ServerProcess, fresh_postgres_database
+from .fake_openai import FakeOpenAI, env_for
+from .test_durability import tasks, wait_for
+
+
+def bash_lines(home: Path) -> list[str]:
+    log = home / "workspace" / "steps.log"
+    return log.read_text().split() if log.exists() else []
+
+
+def test_a_second_serve_on_a_held_home_is_refused(server_factory: Callable[..., ServerProcess]) -> None:
+    with FakeOpenAI() as fake:
+        server = server_factory(**env_for(fake.base_url))
+        server.start()
+        with server.client() as client:
+            r = client.post("/tasks", json={"prompt": "work tag=solo", "model": "openai-chat:steps-3-delay-300"})
+            assert r.status_code == 201, r.text
+            task_id = r.json()["id"]
+            wait_for(lambda: client.get(f"/tasks/{task_id}").json()["progress"]["tool_calls"] >= 1, 30,
+                     "the task mid-way")
+
+            second = subprocess.run(
+                [sys.executable, "-m", "bgagents.cli.main", "serve", "--port", str(server.port + 1)],
+                env=server.env, capture_output=True, text=True, timeout=60, cwd=server.home)
+            assert second.returncode == 1
+            assert "already running the tasks of" in second.stderr and "bgagents pid" in second.stderr
+            assert "PostgreSQL" in second.stderr and "Traceback" not in second.stderr
+
+            wait_for(lambda: client.get(f"/tasks/{task_id}").json()["status"] == "completed", 30, "the task")
+        # nothing ran twice: 3 tool calls and 4 model requests, each once
+        assert fake.count() == 4 and fake.completed_twice() == []
+        assert sorted(bash_lines(server.home)) == [f"solo-step-{k}" for k in (1, 2, 3)]
+
+
+def test_workers_are_refused_on_sqlite(server_factory: Callable[..., ServerProcess]) -> None:
+    server = server_factory()
+    done = server.cli("serve", "--workers", "2", "--port", str(server.port))
+    assert done.returncode == 1
+    assert "--workers needs PostgreSQL" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.fixture
+def postgres_env(tmp_path: Path) -> dict[str, str]:
+    if not POSTGRES_URL:
+        pytest.skip("BGAGENTS_TEST_POSTGRES_URL is not set")
+    return {"BGAGENTS_DATABASE_URL": fresh_postgres_database(f"bgw_{tmp_path.name[-20:]}".lower())}
+
+
+@pytest.fixture
+def workers() -> Iterator[Callable[[ServerProcess], subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(server: ServerProcess) -> subprocess.Popen[bytes]:
+        log = open(server.home / f"worker-{len(started)}.log", "wb")  # the process owns it
+        proc = subprocess.Popen([sys.executable, "-m", "bgagents.cli.main", "worker"], env=server.env,
+                                stdout=log, stderr=subprocess.STDOUT, cwd=server.home)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in started:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def executors_of(database_url: str) -> dict[str, str]:
+    """Workflow id -> executor id of every workflow DBOS runs right now."""
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute("SELECT workflow_uuid, executor_id FROM dbos.workflow_status "
+                            "WHERE status = 'PENDING' AND name = 'bgagents.turn'").fetchall()
+    return {r[0]: r[1] for r in rows}
+
+
+def worker_id(proc: subprocess.Popen[bytes], home: Path, index: int) -> str:
+    text = ""
+    deadline = time.monotonic() + 60
+    while "running tasks" not in text:
+        assert proc.poll() is None and time.monotonic() < deadline, text
+        time.sleep(0.05)
+        text = (home / f"worker-{index}.log").read_text(errors="replace")
+    return text.split("bgagents worker ", 1)[1].split()[0]
+
+
+def test_three_workers_on_postgres_share_limits_and_take_over_a_killed_one(
+        server_factory: Callable[..., ServerProcess], postgres_env: dict[str, str],
+        workers: Callable[[ServerProcess], subprocess.Popen[bytes]]) -> None:
+    limit, count = 3, 8
+    with FakeOpenAI() as fake:
+        server = server_factory(**env_for(fake.base_url), **postgres_env,
+                                BGAGENTS_CONCURRENCY__DEFAULT=str(limit))
+        server.start()
+        procs = [workers(server), workers(server)]
+        ids = [worker_id(p, server.home, i) for i, p in enumerate(procs)]
+        names = [f"t{k}" for k in range(count)]
+        with server.client() as client:
+            for name in names:
+                r = client.post("/tasks", json={"prompt": f"work tag={name}", "name": name,
+                                                "model": "openai-chat:steps-4-delay-400"})
+                assert r.status_code == 201, r.text
+
+            # a worker process runs a task that is mid-way: kill it then
+            def victim() -> str | None:
+                running = {t["id"]: t for t in tasks(client).values()
+                           if t["status"] == "running" and t["progress"]["tool_calls"] >= 1}
+                for workflow, executor in executors_of(postgres_env["BGAGENTS_DATABASE_URL"]).items():
+                    if executor in ids and workflow.split(".")[0] in running:
+                        return executor
+                return None
+
+            wait_for(lambda: victim() is not None, 60, "a worker process mid-way through a task")
+            dead = victim()
+            assert dead is not None
+            held = [w.split(".")[0] for w, e in executors_of(postgres_env["BGAGENTS_DATABASE_URL"]).items()
+                    if e == dead]
+            proc = procs[ids.index(dead)]
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
+            killed_at = time.monotonic()
+
+            # within 10 s each of its tasks runs again in a live process (or has finished there)
+            def taken_over() -> bool:
+                running = executors_of(postgres_env["BGAGENTS_DATABASE_URL"])
+                return all(t["status"] == "completed" or running.get(t["id"] + ".1") not in (None, dead)
+                           for t in tasks(client).values() if t["id"] in held)
+            wait_for(taken_over, 10, "the killed worker's tasks taken over")
+            assert time.monotonic() - killed_at <= 10.5
+            wait_for(lambda: all(t["status"] == "completed" for t in tasks(client).values()), 90,
+                     "every task to complete")
+            for task in tasks(client).values():
+                assert task["result"]["text"] == "done after 4 steps"
+
+    assert 1 <= fake.max_in_flight <= limit, fake.max_in_flight  # the limit held across three processes
+    # no finished step repeated: only a request or tool call in flight at the kill may run again
+    assert len(fake.completed_twice()) <= len(held), fake.completed_twice()
+    lines = bash_lines(server.home)
+    for name in names:
+        mine = [line for line in lines if line.startswith(name + "-")]
+        assert sorted(set(mine)) == [f"{name}-step-{k}" for k in range(1, 5)], mine
+        assert len(mine) - len(set(mine)) <= 1, mine
+    assert sum(len([x for x in lines if x.startswith(n + "-")]) for n in names) <= 4 * count + len(held)
+    server.stop()
+    assert "Traceback" not in server.log_text()
+
