@@ -146,7 +146,7 @@ def list_tasks(
     elif not tasks:
         console.print("no tasks" + ("" if all_ or status else " running (use --all to see finished ones)"))
     else:
-        console.print(render.tasks_table(tasks))
+        console.print(render.tasks_table(tasks, show_usage=True))
 
 
 @app.command()
@@ -404,6 +404,46 @@ def discard(task_id: str, json_mode: JsonOpt = False) -> None:
         emit(task)
     else:
         console.print(f"discarded {task['worktree']['branch']}")
+
+
+def parse_since(value: str | None) -> float | None:
+    """'7d', '12h', '30m', an ISO date or time, or Unix seconds → Unix seconds."""
+    if value is None:
+        return None
+    import datetime as dt
+    import time as time_module
+
+    units = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+    try:
+        if value[-1:] in units and value[:-1].replace(".", "", 1).isdigit():
+            return time_module.time() - float(value[:-1]) * units[value[-1]]
+        if value.replace(".", "", 1).isdigit():
+            return float(value)
+        parsed = dt.datetime.fromisoformat(value)
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)).timestamp()
+    except ValueError:
+        raise typer.BadParameter(f"'{value}' is not a duration (7d, 12h), a date (2026-11-01) or Unix seconds",
+                                 param_hint="--since") from None
+
+
+@app.command()
+def usage(
+    by: Annotated[str, typer.Option(help="Group by model, agent or day.")] = "model",
+    since: Annotated[str | None, typer.Option(help="Only tasks created since: 7d, 12h, a date, Unix seconds.")]
+    = None,
+    json_mode: JsonOpt = False,
+) -> None:
+    """Tokens, requests, tool calls and cost, per model, agent or day."""
+    start = parse_since(since)
+    rows = call(json_mode, lambda c: c.get("/usage", by=by, since=start))
+    if json_mode:
+        emit(rows)
+        return
+    if not rows:
+        console.print("no tasks" + (" in that time" if since else ""))
+        return
+    table = render.usage_table(rows, by)
+    console.print(table)
 
 
 @app.command()

@@ -41,7 +41,24 @@ def progress_line(task: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
-def tasks_table(tasks: list[dict[str, Any]], title: str | None = None, *, show_model: bool = True) -> Table:
+def tokens(n: int) -> str:
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else str(n)
+
+
+def usage_cell(usage: dict[str, Any] | None) -> str:
+    """Tokens and cost of a task tree (the task and its descendants), e.g. '12.3k tok $0.0123 (3 tasks)'."""
+    if not usage:
+        return ""
+    text = f"{tokens(usage.get('input_tokens', 0) + usage.get('output_tokens', 0))} tok"
+    if usage.get("cost_usd") is not None:
+        text += f" ${usage['cost_usd']:.4f}"
+    if usage.get("tasks", 1) > 1:
+        text += f" ({usage['tasks']} tasks)"
+    return text
+
+
+def tasks_table(tasks: list[dict[str, Any]], title: str | None = None, *, show_model: bool = True,
+                show_usage: bool = False) -> Table:
     table = Table(title=title, header_style="bold", expand=False)
     table.add_column("ID", no_wrap=True, min_width=15)
     table.add_column("NAME", no_wrap=True, min_width=12, max_width=22, overflow="ellipsis")
@@ -50,10 +67,14 @@ def tasks_table(tasks: list[dict[str, Any]], title: str | None = None, *, show_m
         table.add_column("MODEL", no_wrap=True, max_width=22, overflow="ellipsis")
     table.add_column("ELAPSED", no_wrap=True, justify="right", min_width=7)
     table.add_column("PROGRESS", no_wrap=True, overflow="ellipsis", min_width=10, max_width=60)
+    if show_usage:
+        table.add_column("TREE USAGE", no_wrap=True)
     now = time.time()
     for t in tasks:
         model = [t["model"] + (" (demo)" if t["model"] == "demo" else "")] if show_model else []
-        table.add_row(t["id"], t["name"], status_text(t["status"]), *model, elapsed(t, now), progress_line(t))
+        extra = [usage_cell(t.get("subtree"))] if show_usage else []
+        table.add_row(t["id"], t["name"], status_text(t["status"]), *model, elapsed(t, now), progress_line(t),
+                      *extra)
     return table
 
 
@@ -157,3 +178,26 @@ def approvals_table(items: list[dict[str, Any]]) -> Table:
 
 def make_console(json_mode: bool = False) -> Console:
     return Console(stderr=json_mode, highlight=False)
+
+
+def usage_table(rows: list[dict[str, Any]], by: str) -> Table:
+    table = Table(header_style="bold", expand=False)
+    for name in (by.upper(), "TASKS", "REQUESTS", "TOOL CALLS", "TOKENS IN", "TOKENS OUT", "COST"):
+        table.add_column(name, no_wrap=True, justify="left" if name == by.upper() else "right")
+    total: dict[str, Any] = {"tasks": 0, "requests": 0, "tool_calls": 0, "input_tokens": 0, "output_tokens": 0,
+                             "cost_usd": None}
+    for row in [*rows, None]:
+        if row is None:
+            if len(rows) < 2:
+                break
+            row, label = total, "total"
+        else:
+            label = row["key"]
+            for key in ("tasks", "requests", "tool_calls", "input_tokens", "output_tokens"):
+                total[key] += row[key]
+            if row["cost_usd"] is not None:
+                total["cost_usd"] = (total["cost_usd"] or 0.0) + row["cost_usd"]
+        cost = "unknown" if row["cost_usd"] is None else f"${row['cost_usd']:.4f}"
+        table.add_row(label, str(row["tasks"]), str(row["requests"]), str(row["tool_calls"]),
+                      tokens(row["input_tokens"]), tokens(row["output_tokens"]), cost)
+    return table

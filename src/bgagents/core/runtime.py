@@ -39,6 +39,7 @@ from .runner import Services, expire_if_queued_too_long
 from .schema import ACTIVE, TERMINAL, Approval, Event, Output, Task, TranscriptEntry, Worktree, WorktreeDiff
 from .spawner import RuntimeSpawner
 from .store import Store, continuable, load_messages
+from .usage import UsageGroup, group_usage, subtree_totals
 
 log = logging.getLogger("bgagents")
 
@@ -382,6 +383,18 @@ class Runtime:
         for row, message in zip(rows, load_messages(r["message"] for r in rows), strict=True):
             entries.extend(_entries(row["idx"], row["turn"], message, tool_results))
         return entries
+
+    async def with_subtree(self, tasks: builtins.list[Task]) -> builtins.list[Task]:
+        """The tasks, each with `subtree`: its usage and cost together with all its descendants'."""
+        totals = subtree_totals(await self.store.usage_of_trees(sorted({t.root_id for t in tasks})))
+        return [t.model_copy(update={"subtree": totals.get(t.id)}) for t in tasks]
+
+    async def usage(self, by: str = "model", since: float | None = None) -> builtins.list[UsageGroup]:
+        """Totals of tokens, requests, tool calls and cost per model, agent or UTC day, of tasks created
+        since `since` (a Unix time; default: all)."""
+        if by not in ("model", "agent", "day"):
+            raise InvalidInput(f"unknown grouping '{by}'; known: model, agent, day")
+        return group_usage(await self.store.usage_since(since or 0.0), by)  # type: ignore[arg-type]
 
     async def running_counts(self) -> dict[str, int]:
         """Running (or waiting) tasks per concurrency key; a key with none is absent."""

@@ -47,6 +47,17 @@ class Attempt(BaseModel):
     error: str | None = None
 
 
+class SubtreeUsage(BaseModel):
+    """A task's usage together with all its descendants' (see core/usage.py)."""
+
+    tasks: int = 0
+    requests: int = 0
+    tool_calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = None
+
+
 class Worktree(BaseModel):
     """Where an isolated task works (`isolation = "worktree"`): `path`, a git worktree of `repo` on `branch`,
     started at commit `base`; `workspace` is its working directory there (the workspace may be a folder of the
@@ -101,6 +112,7 @@ class Task(BaseModel):
     attempts: list[Attempt] = Field(default_factory=list)
     instructions: str | None = None
     output_schema: dict[str, Any] | None = None
+    subtree: SubtreeUsage | None = None  # filled by interfaces that show it: the task and all its descendants
     workspace: str | None = None  # where its tools work when not the shared workspace (its worktree, or its parent's)
     worktree: Worktree | None = None
 

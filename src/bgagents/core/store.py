@@ -16,7 +16,7 @@ from pydantic_ai.messages import ModelMessage, ModelMessagesTypeAdapter, ModelRe
 from pydantic_core import to_jsonable_python
 
 from . import db
-from .schema import ACTIVE, TERMINAL, Approval, Event, Task
+from .schema import ACTIVE, TERMINAL, Approval, Event, Progress, Task
 
 T = TypeVar("T")
 
@@ -83,7 +83,7 @@ class Store:
     def insert_task_sync(self, task: Task, messages: Sequence[ModelMessage] = (),
                          spawn_key: str | None = None) -> Event:
         with self.engine.begin() as conn:
-            values = task.model_dump(mode="json")
+            values = task.model_dump(mode="json", exclude={"subtree"})
             conn.execute(db.tasks.insert().values(**values, spawn_key=spawn_key))
             self._insert_messages(conn, task.id, 0, 0, messages)
             return self.insert_event(conn, "task.queued", task.id, {"task": values})
@@ -421,6 +421,30 @@ class Store:
                 for i in range(0, len(old), 500):
                     conn.execute(table.delete().where(column.in_(old[i:i + 500])))
             return old_turns
+
+    def _usage_of_trees(self, root_ids: Sequence[str]) -> list[tuple[str, str | None, Progress]]:
+        rows: list[tuple[str, str | None, Progress]] = []
+        with self.engine.connect() as conn:
+            for i in range(0, len(root_ids), 500):
+                query = sa.select(db.tasks.c.id, db.tasks.c.parent_id, db.tasks.c.progress).where(
+                    db.tasks.c.root_id.in_(list(root_ids[i:i + 500])))
+                rows.extend((r.id, r.parent_id, Progress.model_validate(r.progress or {})) for r in conn.execute(query))
+        return rows
+
+    async def usage_of_trees(self, root_ids: Sequence[str]) -> list[tuple[str, str | None, Progress]]:
+        """(id, parent_id, progress) of every task in the trees of `root_ids`."""
+        return await self.run(self._usage_of_trees, root_ids)
+
+    def _usage_since(self, since: float) -> list[tuple[str, str, float, Progress]]:
+        query = sa.select(db.tasks.c.model, db.tasks.c.agent, db.tasks.c.created_at, db.tasks.c.progress).where(
+            db.tasks.c.created_at >= since)
+        with self.engine.connect() as conn:
+            return [(r.model, r.agent, r.created_at, Progress.model_validate(r.progress or {}))
+                    for r in conn.execute(query)]
+
+    async def usage_since(self, since: float) -> list[tuple[str, str, float, Progress]]:
+        """(model, agent, created_at, progress) of every task created since `since`."""
+        return await self.run(self._usage_since, since)
 
     def _task_ids_with_worktrees(self) -> set[str]:
         with self.engine.connect() as conn:

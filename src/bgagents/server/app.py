@@ -12,7 +12,7 @@ from starlette.routing import Route
 from .. import __version__
 from ..core.runtime import Runtime
 from ..mcp.http import MCPEndpoint
-from . import approvals, conversations, events, files, tasks
+from . import approvals, conversations, events, files, tasks, usage
 from .auth import require_token
 from .errors import install_error_handlers
 
@@ -50,6 +50,7 @@ def create_app(runtime: Runtime, token: str, *, manage_runtime: bool = True, hos
     api.include_router(approvals.router)
     api.include_router(conversations.router)
     api.include_router(files.router)
+    api.include_router(usage.router)
 
     @api.get("/agents", tags=["meta"])
     async def agents(request: Request) -> list[dict[str, Any]]:

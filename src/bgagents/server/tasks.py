@@ -33,7 +33,8 @@ async def list_tasks(
     limit: Annotated[int | None, Query(ge=1, le=10_000)] = None,
 ) -> list[Task]:
     statuses = [s.strip() for s in status.split(",") if s.strip()] if status else None
-    return await runtime(request).list(statuses, parent, limit)
+    rt = runtime(request)
+    return await rt.with_subtree(await rt.list(statuses, parent, limit))
 
 
 @router.post("/cancel")
@@ -45,7 +46,9 @@ async def cancel_all(body: CancelAllBody, request: Request) -> list[Task]:
 
 @router.get("/{task_id}")
 async def get_task(task_id: str, request: Request) -> Task:
-    return await runtime(request).get(task_id)
+    """The task, with `subtree`: its usage and cost together with all its descendants'."""
+    rt = runtime(request)
+    return (await rt.with_subtree([await rt.get(task_id)]))[0]
 
 
 @router.get("/{task_id}/output")
