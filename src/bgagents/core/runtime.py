@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 from dbos import DBOS
@@ -25,7 +26,7 @@ from pydantic_ai.models import Model
 
 from ..conversation.orchestrator import QUEUE as CONVERSATION_QUEUE
 from ..conversation.orchestrator import Conversations
-from ..errors import Conflict, InvalidInput, NotFound
+from ..errors import BgAgentsError, Conflict, InvalidInput, NotFound
 from ..settings import Settings
 from . import db, worktrees
 from .engine import Engine, workflow_id
@@ -258,6 +259,74 @@ class Runtime:
         object) the result is structured data (`result.data`) instead of text. With `isolation="worktree"`
         (or the profile's) the task works in its own git worktree of the workspace (see core/worktrees.py);
         a child of such a task works in its parent's."""
+        task = await self._prepare(
+            prompt, name=name, description=description, agent=agent, model=model, fallback_models=fallback_models,
+            parent_id=parent_id, priority=priority, limits=limits, instructions=instructions,
+            output_schema=output_schema, isolation=isolation, _id=_id, _forked_from=_forked_from,
+            _worktree_start=_worktree_start)
+        try:
+            event = await self.store.insert_task(task, _history or [], _spawn_key)
+        except Exception:
+            if task.worktree is not None and not _id:
+                await asyncio.to_thread(worktrees.remove, task.worktree)
+            raise
+        self.bus.announce(event)
+        await self._enqueue_new(task)
+        return task
+
+    async def launch_many(self, items: Sequence[Mapping[str, Any]]) -> builtins.list[Task]:
+        """Queues every task of `items` (each the keyword arguments of `launch`, `prompt` included) in one
+        transaction: a bad item launches nothing, and the error names it (`tasks[3]: ...`)."""
+        public = set(inspect.signature(self.launch).parameters) - {"self"}
+        prepared: builtins.list[Task] = []
+        per_root: dict[str, int] = {}
+        try:
+            for index, item in enumerate(items):
+                try:
+                    if not isinstance(item, Mapping):
+                        raise InvalidInput("each item must be an object with a prompt")
+                    unknown = sorted(k for k in item if k not in public or k.startswith("_"))
+                    if unknown:
+                        raise InvalidInput(f"unknown field(s): {', '.join(unknown)}")
+                    if "prompt" not in item:
+                        raise InvalidInput("the prompt is missing", code="empty_prompt")
+                    task = await self._prepare(**item, _siblings=per_root)
+                except BgAgentsError as exc:
+                    raise type(exc)(f"tasks[{index}]: {exc.message}", code=exc.code) from None
+                except TypeError as exc:  # a value of the wrong kind
+                    raise InvalidInput(f"tasks[{index}]: {exc}") from None
+                if task.parent_id:
+                    per_root[task.root_id] = per_root.get(task.root_id, 0) + 1
+                prepared.append(task)
+            events = await self.store.insert_tasks([(task, (), None) for task in prepared])
+        except BaseException:
+            for task in prepared:
+                if task.worktree is not None:
+                    await asyncio.to_thread(worktrees.remove, task.worktree)
+            raise
+        for event in events:
+            self.bus.announce(event)
+        for task in prepared:
+            await self._enqueue_new(task)
+        return prepared
+
+    async def _enqueue_new(self, task: Task) -> None:
+        try:
+            await self._enqueue(task, task.prompt)
+        except Exception as exc:
+            await self._fail_unstarted(task, f"could not enqueue: {exc}")
+            raise
+
+    async def _prepare(self, prompt: str, *, name: str | None = None, description: str = "",
+                       agent: str | None = None, model: str | None = None,
+                       fallback_models: builtins.list[str] | None = None, parent_id: str | None = None,
+                       priority: int = 0, limits: dict[str, float] | None = None,
+                       instructions: str | None = None, output_schema: dict[str, Any] | None = None,
+                       isolation: str | None = None, _id: str | None = None,
+                       _forked_from: dict[str, Any] | None = None, _worktree_start: str | None = None,
+                       _siblings: dict[str, int] | None = None) -> Task:
+        """The task `launch` would queue, checked (and its worktree made), not yet stored.
+        `_siblings` counts tasks of the same batch per root, for the descendant limit."""
         if not isinstance(prompt, str) or not prompt.strip():
             raise InvalidInput("the prompt is empty", code="empty_prompt")
         profile = get_profile(self.profiles(), agent or "general")
@@ -279,7 +348,7 @@ class Runtime:
                 raise NotFound(f"parent task '{parent_id}' does not exist")
             if parent is not None:
                 root_id, depth, workspace = parent.root_id, parent.depth + 1, parent.workspace
-                await self._check_spawn_limits(root_id, depth)
+                await self._check_spawn_limits(root_id, depth, (_siblings or {}).get(root_id, 0))
         if output_schema is not None and (not isinstance(output_schema, dict)
                                           or output_schema.get("type") != "object"):
             raise InvalidInput("output_schema must be a JSON schema of an object (\"type\": \"object\")")
@@ -301,26 +370,14 @@ class Runtime:
             limits=limits, created_at=now, queued_at=now, forked_from=_forked_from,
             instructions=instructions, output_schema=output_schema, workspace=workspace, worktree=worktree,
         )
-        try:
-            event = await self.store.insert_task(task, _history or [], _spawn_key)
-        except Exception:
-            if worktree is not None and not _id:
-                await asyncio.to_thread(worktrees.remove, worktree)
-            raise
-        self.bus.announce(event)
-        try:
-            await self._enqueue(task, prompt)
-        except Exception as exc:
-            await self._fail_unstarted(task, f"could not enqueue: {exc}")
-            raise
         return task
 
-    async def _check_spawn_limits(self, root_id: str, depth: int) -> None:
+    async def _check_spawn_limits(self, root_id: str, depth: int, batch: int = 0) -> None:
         spawn = self.settings.spawn
         if depth > spawn.max_depth:
             raise InvalidInput(f"depth limit: a task at depth {depth} would pass max_depth {spawn.max_depth}",
                                code="spawn_limit")
-        descendants = await self.store.count_descendants(root_id)
+        descendants = await self.store.count_descendants(root_id) + batch
         if descendants >= spawn.max_descendants:
             raise InvalidInput(f"descendant limit: the root task {root_id} already has {descendants} descendants "
                                f"(max_descendants {spawn.max_descendants})", code="spawn_limit")

@@ -88,6 +88,20 @@ class Store:
             self._insert_messages(conn, task.id, 0, 0, messages)
             return self.insert_event(conn, "task.queued", task.id, {"task": values})
 
+    def insert_tasks_sync(self, items: Sequence[tuple[Task, Sequence[ModelMessage], str | None]]) -> list[Event]:
+        """Several tasks in one transaction: all stored, or none."""
+        with self.engine.begin() as conn:
+            events = []
+            for task, messages, spawn_key in items:
+                values = task.model_dump(mode="json")
+                conn.execute(db.tasks.insert().values(**values, spawn_key=spawn_key))
+                self._insert_messages(conn, task.id, 0, 0, messages)
+                events.append(self.insert_event(conn, "task.queued", task.id, {"task": values}))
+            return events
+
+    async def insert_tasks(self, items: Sequence[tuple[Task, Sequence[ModelMessage], str | None]]) -> list[Event]:
+        return await self.run(self.insert_tasks_sync, items)
+
     async def insert_task(self, task: Task, messages: Sequence[ModelMessage] = (),
                           spawn_key: str | None = None) -> Event:
         return await self.run(self.insert_task_sync, task, messages, spawn_key)

@@ -28,6 +28,10 @@ class LaunchBody(Body):
                           "profile's, else none)")
 
 
+class BatchBody(Body):
+    tasks: list[LaunchBody] = Field(min_length=1, max_length=1000, description="launched together, or none")
+
+
 class ResumeBody(Body):
     prompt: str = Field(min_length=1)
 

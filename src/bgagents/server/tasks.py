@@ -10,7 +10,7 @@ from ..conversation.schema import Peek
 from ..core.runtime import Runtime
 from ..core.schema import Output, Task, TranscriptEntry, WorktreeDiff
 from ..errors import InvalidInput
-from .bodies import CancelAllBody, ForkBody, LaunchBody, MessageBody, ResumeBody
+from .bodies import BatchBody, CancelAllBody, ForkBody, LaunchBody, MessageBody, ResumeBody
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 
@@ -23,6 +23,12 @@ def runtime(request: Request) -> Runtime:
 @router.post("", status_code=201)
 async def launch(body: LaunchBody, request: Request) -> Task:
     return await runtime(request).launch(**body.model_dump())
+
+
+@router.post("/batch", status_code=201)
+async def launch_batch(body: BatchBody, request: Request) -> list[Task]:
+    """Launches every task in one transaction: a bad item launches nothing, and the error names its index."""
+    return await runtime(request).launch_many([t.model_dump(exclude_unset=True) for t in body.tasks])
 
 
 @router.get("")
