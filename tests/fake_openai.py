@@ -9,6 +9,13 @@ strings alone:
 - `slow-MS`: answers after MS ms. `hang`: never answers.
 - `error-STATUS`: answers that status with an OpenAI-style error. `flaky-STATUS-K`: STATUS K times, then echo.
 - `malformed`: a 200 whose body is not JSON. Any other name: 404 model_not_found.
+- `plan-N[-delay-MS]`: a planned run: for each of N items a `todowrite` (that item in progress) and a `bash`
+  call, then a last `todowrite` (all done) and the answer "planned N items".
+- `cut-K-MODE`: the first K requests to this model name fail mid-answer, then it answers like `echo`.
+  MODE `nofinish`: the stream stops cleanly after part of the text, with no finish_reason and no [DONE];
+  `drop`: the connection is dropped mid-stream; `nonjson`: a 200 whose body is not JSON (nor SSE).
+- A suffix `@NAME` (e.g. `plan-2@gpt-4o-mini`) reports NAME as the answering model, so genai-prices
+  prices the answer; the behaviour is chosen by the part before `@`.
 
 Every request is recorded with a signature (message count + hash of the last message) and whether it
 completed, so a test can assert that no finished request was sent twice. `python -m tests.fake_openai
@@ -63,6 +70,11 @@ class Reply:
     delay: float = 0.0
     malformed: bool = False
     hang: bool = False
+    cut: str | None = None  # "nofinish" or "drop": the stream stops part-way
+
+
+class DropConnection(Exception):
+    """Raised inside a streamed body: uvicorn then drops the connection mid-stream."""
 
 
 def signature(messages: list[dict[str, Any]]) -> str:
@@ -116,6 +128,7 @@ class FakeOpenAI:
 
     def decide(self, model: str, body: dict[str, Any]) -> Reply:
         messages = body.get("messages", [])
+        model = model.split("@", 1)[0]
         if model == "echo":
             return Reply(text=f"echo: {_last_user_text(messages)}")
         if m := re.fullmatch(r"steps-(\d+)(?:-delay-(\d+))?", model):
@@ -141,7 +154,34 @@ class FakeOpenAI:
             return Reply(text=f"echo: {_last_user_text(messages)}")
         if model == "malformed":
             return Reply(malformed=True)
+        if m := re.fullmatch(r"plan-(\d+)(?:-delay-(\d+))?", model):
+            return self._plan(int(m[1]), int(m[2] or 0) / 1000, messages)
+        if m := re.fullmatch(r"cut-(\d+)-(nofinish|drop|nonjson)", model):
+            seen = self._flaky.get(model, 0)
+            self._flaky[model] = seen + 1
+            if seen < int(m[1]):
+                if m[2] == "nonjson":
+                    return Reply(malformed=True)
+                return Reply(text=f"a partial answer to {_last_user_text(messages)} that goes on", cut=m[2])
+            return Reply(text=f"echo: {_last_user_text(messages)}")
         return Reply(status=404)
+
+    @staticmethod
+    def _plan(n: int, delay: float, messages: list[dict[str, Any]]) -> Reply:
+        def todos(in_progress: int) -> dict[str, Any]:
+            return {"todos": [{"content": f"item {i}", "status": "completed" if i < in_progress
+                               else "in_progress" if i == in_progress else "pending"} for i in range(1, n + 1)]}
+
+        calls: list[tuple[str, dict[str, Any]]] = []
+        for i in range(1, n + 1):
+            calls += [("todowrite", todos(i)), ("bash", {"command": f"echo {_tag(messages)}-item-{i} >> steps.log"})]
+        calls.append(("todowrite", todos(n + 1)))
+        done = sum(1 for msg in messages if msg.get("role") == "tool")
+        if done < len(calls):
+            name, args = calls[done]
+            return Reply(text=f"working on step {done + 1}", delay=delay,
+                         tool_calls=[{"id": f"call_{done + 1}", "name": name, "arguments": args}])
+        return Reply(text=f"planned {n} items", delay=delay)
 
     # -- routes ------------------------------------------------------------------------------------
 
@@ -160,6 +200,7 @@ class FakeOpenAI:
     async def _answer(self, request: Request) -> Response:
         body = await request.json()
         model = str(body.get("model", ""))
+        answered_by = model.split("@", 1)[1] if "@" in model else model
         record = Record(model=model, signature=signature(body.get("messages", [])), time=time.time(),
                         stream=bool(body.get("stream")))
         self.records.append(record)
@@ -179,11 +220,13 @@ class FakeOpenAI:
             record.completed = True
             return Response("this is {not json", media_type="application/json")
         if record.stream:
-            return StreamingResponse(self._stream(model, reply, record, body), media_type="text/event-stream")
+            return StreamingResponse(self._stream(answered_by, reply, record, body), media_type="text/event-stream")
         if reply.delay:
             await asyncio.sleep(reply.delay)
+        if reply.cut:  # a whole answer cannot be cut without streaming; a half body is not JSON
+            return Response('{"id": "chatcmpl-fake", "choices": [{"index": 0, "mess', media_type="application/json")
         record.completed = True
-        return JSONResponse(self._completion(model, reply))
+        return JSONResponse(self._completion(answered_by, reply))
 
     def _message(self, reply: Reply) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": reply.text}
@@ -231,6 +274,10 @@ class FakeOpenAI:
         if reply.text:
             words = reply.text.split(" ")
             for i, word in enumerate(words):
+                if reply.cut and i == len(words) // 2:
+                    if reply.cut == "drop":
+                        raise DropConnection("the fake drops the connection mid-stream")
+                    return  # "nofinish": the body ends here, without finish_reason or [DONE]
                 yield chunk({"content": word + (" " if i < len(words) - 1 else "")})
         for i, call in enumerate(reply.tool_calls):
             yield chunk({"tool_calls": [{"index": i, "id": call["id"], "type": "function",

@@ -71,6 +71,10 @@ async def test_task_lifecycle_over_http(api: httpx.AsyncClient, runtime: Runtime
     fork = await api.post(f"/tasks/{task['id']}/fork", json={"prompt": "branch", "at": 1})
     assert fork.status_code == 201 and fork.json()["forked_from"]["task_id"] == task["id"]
     await runtime.wait(fork.json()["id"], timeout=20)
+    forked = (await api.get(f"/tasks/{fork.json()['id']}/transcript")).json()
+    assert [(e["role"], e["content"]) for e in forked] == [
+        ("user", "Find the answer"), ("user", "branch"), ("tool_call", "{}"), ("tool_result", "no todos yet"),
+        ("assistant", "the answer")]
     stats = (await api.get("/stats")).json()
     assert stats == {"running": {}}
     agents = {a["name"] for a in (await api.get("/agents")).json()}

@@ -125,3 +125,63 @@ def test_kill_9_in_the_middle_of_a_conversation(server_factory: Callable[..., Se
         events = [json.loads(line) for line in history if json.loads(line)["kind"] == "event"]
         assert [e["data"]["text"] for e in events if e["type"] == "user-message"] == texts
         assert all(e["status"] == "started" for e in events)
+
+
+PLAN = "openai-chat:plan-3-delay-250@gpt-4o"  # 8 requests, 7 tool calls, todos; priced as gpt-4o
+FIGURES = ("requests", "tool_calls", "input_tokens", "output_tokens", "cost_usd", "todos", "last_tool",
+           "last_tool_args", "last_message", "recent")
+
+
+def figures(task: dict[str, Any]) -> dict[str, Any]:
+    return {"status": task["status"], "end_reason": task["end_reason"],
+            **{k: task["progress"][k] for k in FIGURES}}
+
+
+def test_progress_and_cost_after_kill_9_equal_a_run_without_crash(
+        server_factory: Callable[..., ServerProcess]) -> None:
+    """Every figure of a task recovered after kill -9 equals that of the same script run without a crash,
+    and its cost budget is checked against the whole cost, not only what was spent after the restart."""
+    with FakeOpenAI() as fake:
+        server = server_factory(**env_for(fake.base_url))
+        server.start()
+        with server.client() as client:
+            def run(name: str, limits: dict[str, float] | None = None) -> str:
+                body: dict[str, Any] = {"prompt": "plan tag=same", "name": name, "model": PLAN}
+                if limits:
+                    body["limits"] = limits
+                r = client.post("/tasks", json=body)
+                assert r.status_code == 201, r.text
+                return str(r.json()["id"])
+
+            def finished(*ids: str) -> bool:
+                return all(client.get(f"/tasks/{i}").json()["status"] in ("completed", "failed") for i in ids)
+
+            calm = run("calm")
+            wait_for(lambda: finished(calm), 60, "the run without a crash")
+            without_crash = figures(client.get(f"/tasks/{calm}").json())
+            assert without_crash["status"] == "completed" and without_crash["requests"] == 8
+            assert without_crash["cost_usd"] and without_crash["todos"] == {"done": 3, "total": 3, "current": None}
+            budget = round(without_crash["cost_usd"] * 0.7, 6)  # crossed at the 6th of 8 requests
+            calm_budget = run("calm-budget", {"cost_usd": budget})
+            wait_for(lambda: finished(calm_budget), 60, "the budgeted run without a crash")
+            budget_without_crash = figures(client.get(f"/tasks/{calm_budget}").json())
+            assert (budget_without_crash["status"], budget_without_crash["end_reason"]) == ("failed", "budget")
+
+            crashed, crashed_budget = run("crashed"), run("crashed-budget", {"cost_usd": budget})
+
+            def mid_way() -> bool:
+                found = [client.get(f"/tasks/{i}").json() for i in (crashed, crashed_budget)]
+                return all(t["status"] == "running" and t["progress"]["tool_calls"] >= 3 for t in found)
+
+            wait_for(mid_way, 60, "both tasks mid-way")
+            at_kill = figures(client.get(f"/tasks/{crashed}").json())
+        server.kill9()
+        server.start()
+        with server.client() as client:
+            wait_for(lambda: finished(crashed, crashed_budget), 60, "both tasks to end after the restart")
+            after = figures(client.get(f"/tasks/{crashed}").json())
+            budget_after = figures(client.get(f"/tasks/{crashed_budget}").json())
+    print(f"\nwithout crash: {without_crash}\nat the kill: {at_kill}\nafter the restart: {after}\n"
+          f"budgeted without crash: {budget_without_crash}\nbudgeted after the restart: {budget_after}")
+    assert after == without_crash
+    assert budget_after == budget_without_crash

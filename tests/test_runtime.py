@@ -325,6 +325,28 @@ async def test_fork_copies_the_session(runtime: Runtime) -> None:
         await runtime.fork(task.id, "x", at=99)
 
 
+async def test_fork_at_keeps_its_prompt_and_stores_its_answer_once(runtime: Runtime) -> None:
+    """A fork whose copy ends with a request (the prompt, or a tool result): pydantic-ai sends the fork's
+    prompt merged into that request; the fork's transcript must still hold it, and its answer once."""
+    runtime.register_model("m", Script(steps=[("todoread", {})], answer="original").model())
+    runtime.register_model("other", Script(answer="forked").model("other"))
+    task = await runtime.launch("the question", model="m")
+    await runtime.wait(task.id, timeout=20)
+    for at, copied in ((1, ["user"]), (3, ["user", "tool_call", "tool_result"])):
+        fork = await runtime.fork(task.id, f"fork at {at}", at=at, model="other")
+        done = await runtime.wait(fork.id, timeout=20)
+        assert done.status == "completed"
+        entries = [(e.role, e.content) for e in await runtime.transcript(fork.id)]
+        assert [role for role, _ in entries] == [*copied, "user", "assistant"], entries
+        assert entries[-2:] == [("user", f"fork at {at}"), ("assistant", "forked")]
+        # a follow-up turn on the fork goes on from that transcript, and stores its own prompt too
+        await runtime.resume(fork.id, "and then")
+        await runtime.wait(fork.id, timeout=20)
+        entries = [(e.role, e.content) for e in await runtime.transcript(fork.id)]
+        assert entries[-4:] == [("user", f"fork at {at}"), ("assistant", "forked"), ("user", "and then"),
+                                ("assistant", "forked")], entries
+
+
 async def test_events_are_stored_in_order_and_replayable(runtime: Runtime) -> None:
     runtime.register_model("m", Script(steps=[("todoread", {})]).model())
     task = await runtime.launch("events", model="m")

@@ -107,15 +107,21 @@ class DurableModel(WrapperModel):
             stale_seen = False
             for attempt in range(self.limits.retries + 1):
                 self.gate.check()
+                ran: list[bool] = []  # stays empty when DBOS answers from the checkpoint (a replay)
 
-                async def model_request(model: Model = model, name: str = name) -> ModelResponse:
+                async def model_request(model: Model = model, name: str = name, ran: list[bool] = ran
+                                        ) -> ModelResponse:
+                    ran.append(True)
                     return await self._request(model, name, messages, model_settings, model_request_parameters)
 
                 try:
                     response: ModelResponse = await DBOS.run_step_async({"name": "model_request"}, model_request)
-                    return response
                 except ModelCallError as exc:
                     error = exc
+                else:
+                    if not ran:
+                        self.tracker.replayed_response(response)
+                    return response
                 if not error.transient:
                     raise error
                 if isinstance(error, StaleRequest):
@@ -247,7 +253,10 @@ class TaskHooks(AbstractCapability[ToolContext]):
             if not approved:
                 return f"A person denied this call ({reason}). Do not retry it; find another way or report."
 
-        async def tool_call() -> tuple[Any, list[str]]:
+        ran: list[bool] = []  # stays empty when DBOS answers from the checkpoint (a replay)
+
+        async def tool_call() -> tuple[Any, list[str], list[dict[str, Any]] | None]:
+            ran.append(True)
             await self.tracker.on_tool_start(call.tool_name, arguments)
             try:
                 result = await handler(args)
@@ -255,9 +264,16 @@ class TaskHooks(AbstractCapability[ToolContext]):
                 await self.tracker.on_tool_end(call.tool_name, f"{type(exc).__name__}: {exc}")
                 raise
             await self.tracker.on_tool_end(call.tool_name, None)
-            return result, await self._claim_steering(self.tracker.task_id)
+            return result, await self._claim_steering(self.tracker.task_id), self.tracker.step_todos()
 
-        result, steering = await DBOS.run_step_async({"name": f"tool:{call.tool_name}"}, tool_call)
+        try:
+            result, steering, todos = await DBOS.run_step_async({"name": f"tool:{call.tool_name}"}, tool_call)
+        except Exception:
+            if not ran:
+                self.tracker.replayed_tool(call.tool_name, arguments, None)
+            raise
+        if not ran:
+            self.tracker.replayed_tool(call.tool_name, arguments, todos)
         for text in steering:
             ctx.enqueue(text)
         return result

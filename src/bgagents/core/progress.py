@@ -1,6 +1,9 @@
 """Progress of a running task, read off its own stream at no token cost.
 
 Every change is stored with its event, then announced, so a watcher sees a tool call as it starts.
+After a crash DBOS replays a turn's finished steps from their checkpoints without running them; the
+tracker counts those replayed results too (`replayed_response`, `replayed_tool`), in memory only, so
+the figures and the budgets after a recovery are those of the same run without a crash.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from typing import Any
 
 from pydantic_ai.messages import (
     ModelMessage,
+    ModelRequest,
     ModelResponse,
     ModelResponseStreamEvent,
     PartDeltaEvent,
@@ -57,6 +61,7 @@ class ProgressTracker:
         self.clock = clock
         self._streamed_text = ""
         self._last_text_event = 0.0
+        self._step_todos: list[dict[str, Any]] | None = None  # the todos a tool step wrote, for its replay
 
     def _activity(self, line: str) -> None:
         now = self.clock()
@@ -87,8 +92,7 @@ class ProgressTracker:
             self.progress.last_activity_at = now
             await self._save("task.progress", {"kind": "text"})
 
-    async def on_response(self, messages: Sequence[ModelMessage], response: ModelResponse) -> None:
-        """Stores the transcript up to this response together with the new progress, in one transaction."""
+    def _count_response(self, response: ModelResponse) -> None:
         self.progress.requests += 1
         self.progress.input_tokens += response.usage.input_tokens or 0
         self.progress.output_tokens += response.usage.output_tokens or 0
@@ -102,23 +106,57 @@ class ProgressTracker:
         else:
             self.progress.last_activity_at = self.clock()
         self._streamed_text = ""
-        new = [*messages[self.persisted:], response]
+
+    def replayed_response(self, response: ModelResponse) -> None:
+        """A model request DBOS answered from its checkpoint: counted, not stored again."""
+        self._count_response(response)
+
+    def _first_unsaved(self, messages: Sequence[ModelMessage]) -> int:
+        """Where the messages sent to the model stop matching the stored transcript. pydantic-ai merges a
+        new request into a trailing one (a session forked or resumed after a request), so that request is
+        stored again, now with the new prompt in it."""
+        start = min(self.persisted, len(messages))
+        if start and isinstance(messages[start - 1], ModelRequest):
+            start -= 1
+        return start
+
+    async def on_response(self, messages: Sequence[ModelMessage], response: ModelResponse) -> None:
+        """Stores the transcript up to this response together with the new progress, in one transaction.
+
+        `messages` are those the model was sent, i.e. the history as pydantic-ai cleaned it."""
+        self._count_response(response)
+        start = self._first_unsaved(messages)
+        new = [*messages[start:], response]
         calls = [p.tool_name for p in response.parts if isinstance(p, ToolCallPart)]
         event = await self.store.save_messages(
-            self.task_id, self.turn, self.persisted, new, task_values=self._values(), event_type="task.progress",
+            self.task_id, self.turn, start, new, task_values=self._values(), event_type="task.progress",
             event_data={"kind": "response", "tool_calls": calls, "progress": self.progress.model_dump(mode="json")},
         )
-        self.persisted += len(new)
+        self.persisted = start + len(new)
         if event is not None:
             self.bus.announce(event)
 
-    async def on_tool_start(self, name: str, args: dict[str, Any]) -> None:
-        started = self.clock()
+    def _count_tool(self, name: str, args: dict[str, Any]) -> None:
         self.progress.tool_calls += 1
         self.progress.last_tool = name
         self.progress.last_tool_args = summarize_args(name, args)
         self._activity(self.progress.last_tool_args)
+
+    async def on_tool_start(self, name: str, args: dict[str, Any]) -> None:
+        started = self.clock()
+        self._step_todos = None
+        self._count_tool(name, args)
         await self._save("task.tool_call", {"tool": name, "args": self.progress.last_tool_args, "started": started})
+
+    def step_todos(self) -> list[dict[str, Any]] | None:
+        """The todos written during the current tool step (kept in its checkpoint for a replay)."""
+        return self._step_todos
+
+    def replayed_tool(self, name: str, args: dict[str, Any], todos: list[dict[str, Any]] | None) -> None:
+        """A tool call DBOS answered from its checkpoint: counted, not stored again."""
+        self._count_tool(name, args)
+        if todos is not None:
+            self._count_todos(todos)
 
     async def on_tool_end(self, name: str, error: str | None) -> None:
         """A failed call is an event; a successful one shows in the next response's progress (one write less)."""
@@ -126,9 +164,13 @@ class ProgressTracker:
         if error is not None:
             await self._save("task.tool_result", {"tool": name, "ok": False, "error": error})
 
-    async def on_todos(self, todos: list[dict[str, Any]]) -> None:
+    def _count_todos(self, todos: list[dict[str, Any]]) -> None:
         done = sum(1 for t in todos if t.get("status") in ("completed", "cancelled"))
         current = next((t.get("content") for t in todos if t.get("status") == "in_progress"), None)
         self.progress.todos = TodoCounts(done=done, total=len(todos), current=current)
         self._activity(f"todos: {done}/{len(todos)} done")
+
+    async def on_todos(self, todos: list[dict[str, Any]]) -> None:
+        self._step_todos = todos
+        self._count_todos(todos)
         await self._save("task.todos", {"todos": todos}, extra={"todos": todos})

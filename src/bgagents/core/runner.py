@@ -14,7 +14,7 @@ from typing import Any
 from dbos import DBOS
 from pydantic_ai import Agent, StructuredDict
 from pydantic_ai.exceptions import UnexpectedModelBehavior, UsageLimitExceeded
-from pydantic_ai.messages import ModelMessage, ToolCallPart
+from pydantic_ai.messages import ModelMessage, ToolCallPart, repair_messages
 from pydantic_ai.usage import RunUsage, UsageLimits
 
 from ..settings import LimitSettings
@@ -147,8 +147,10 @@ async def run_turn(services: Services, task_id: str, turn: int, prompt: str) -> 
             current = await store.get_task(task_id)
             return current.status if current else "cancelled"
         note = "interrupted by shutdown; resumes on the next start"
+        current = await store.get_task(task_id)  # its progress so far, not that of the turn's start
+        progress = (current or task).progress.model_dump(mode="json")
         await services.publish(await store.update_task(
-            task_id, {"status": "queued", "progress": {**task.progress.model_dump(mode="json"), "note": note}},
+            task_id, {"status": "queued", "progress": {**progress, "note": note}},
             "task.interrupted", {"reason": "shutdown"}, only_if_status=["running", "waiting"]))
         raise
     finally:
@@ -320,8 +322,9 @@ async def _finish(services: Services, task: Task, turn: int, status: str, tracke
         text = output if isinstance(output, str) else None
         data = None if isinstance(output, str) else output
         values["result"] = {"text": text, "data": data, "diff_stat": diff_stat}
-    if messages is not None:
-        await services.store.save_messages(task.id, turn, tracker.persisted, messages[tracker.persisted:])
+    if messages is not None:  # stored as the model saw them (pydantic-ai's repair), as each response was
+        stored = repair_messages(messages)
+        await services.store.save_messages(task.id, turn, tracker.persisted, stored[tracker.persisted:])
     event = await services.store.update_task(task.id, values, f"task.{status}",
                                              {"error": error, "end_reason": end_reason, "result": values.get("result")},
                                              only_if_status=["running", "waiting"])
