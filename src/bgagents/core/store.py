@@ -80,24 +80,22 @@ class Store:
         return Event(seq=seq[0], time=now, type=type_, task_id=task_id, conversation_id=conversation_id,
                      data=data)
 
+    def _insert_task(self, conn: sa.Connection, task: Task, messages: Sequence[ModelMessage],
+                     spawn_key: str | None) -> Event:
+        values = task.model_dump(mode="json", exclude={"subtree"})
+        conn.execute(db.tasks.insert().values(**values, spawn_key=spawn_key))
+        self._insert_messages(conn, task.id, 0, 0, messages)
+        return self.insert_event(conn, "task.queued", task.id, {"task": values})
+
     def insert_task_sync(self, task: Task, messages: Sequence[ModelMessage] = (),
                          spawn_key: str | None = None) -> Event:
         with self.engine.begin() as conn:
-            values = task.model_dump(mode="json", exclude={"subtree"})
-            conn.execute(db.tasks.insert().values(**values, spawn_key=spawn_key))
-            self._insert_messages(conn, task.id, 0, 0, messages)
-            return self.insert_event(conn, "task.queued", task.id, {"task": values})
+            return self._insert_task(conn, task, messages, spawn_key)
 
     def insert_tasks_sync(self, items: Sequence[tuple[Task, Sequence[ModelMessage], str | None]]) -> list[Event]:
         """Several tasks in one transaction: all stored, or none."""
         with self.engine.begin() as conn:
-            events = []
-            for task, messages, spawn_key in items:
-                values = task.model_dump(mode="json")
-                conn.execute(db.tasks.insert().values(**values, spawn_key=spawn_key))
-                self._insert_messages(conn, task.id, 0, 0, messages)
-                events.append(self.insert_event(conn, "task.queued", task.id, {"task": values}))
-            return events
+            return [self._insert_task(conn, task, messages, spawn_key) for task, messages, spawn_key in items]
 
     async def insert_tasks(self, items: Sequence[tuple[Task, Sequence[ModelMessage], str | None]]) -> list[Event]:
         return await self.run(self.insert_tasks_sync, items)
