@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic_ai.exceptions import ModelHTTPError
+from pydantic_ai.exceptions import ModelAPIError, ModelHTTPError
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
 from pydantic_ai.models.function import AgentInfo, DeltaToolCalls, FunctionModel
 
@@ -207,6 +207,10 @@ def test_classification() -> None:
     assert classify(ModelHTTPError(500, "m", {}), "m").transient
     assert classify(ModelHTTPError(529, "m", {}), "m").transient
     assert classify(ConnectionError("reset"), "m").transient
+    cut = classify(ModelAPIError("m", "Streamed response ended without a `finish_reason`"), "m")
+    assert cut.transient and cut.kind == "cut_off_response"
+    unreadable = classify(ModelAPIError("m", "Failed to decode response as JSON: Expecting value"), "m")
+    assert unreadable.transient and unreadable.kind == "malformed_response"
 
 
 # -- a fake provider over HTTP: every task ends clearly, its slot back -----------------------------------------
@@ -235,6 +239,36 @@ async def test_fake_provider_failures_end_clearly(tmp_path: Path, monkeypatch: p
     assert fake.count("hang") == 2  # aborted, tried once more, then stale
     assert results["garbage"].status == "failed" and results["garbage"].error
     assert results["unknown"].end_reason == "model_error" and "404" in (results["unknown"].error or "")
+
+
+async def test_a_cut_off_or_unreadable_answer_is_never_a_result(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stream cut mid-answer (no finish_reason, no [DONE]), a connection dropped mid-stream and a body
+    that is not JSON are transient: retried, then the fallback model, then `failed` with a classified error."""
+    with FakeOpenAI() as fake:
+        for key, value in env_for(fake.base_url).items():
+            monkeypatch.setenv(key, value)
+        async with Runtime(make_settings(tmp_path, limits=limits(retries=1))) as rt:
+            retried = {mode: await rt.launch(f"retried {mode}", model=f"openai-chat:cut-1-{mode}")
+                       for mode in ("nofinish", "drop", "nonjson")}
+            fell_back = await rt.launch("fell back", model="openai-chat:cut-99-nofinish",
+                                        fallback_models=["openai-chat:echo"])
+            failed = {mode: await rt.launch(f"failed {mode}", model=f"openai-chat:cut-99-{mode}")
+                      for mode in ("nofinish", "nonjson")}
+            ends = {t.id: await rt.wait(t.id, timeout=60) for t in [*retried.values(), fell_back, *failed.values()]}
+    for mode, task in retried.items():
+        done = ends[task.id]
+        assert (done.status, done.result and done.result.text) == ("completed", f"echo: retried {mode}"), done
+        assert fake.count(f"cut-1-{mode}") == 2 and [a.model for a in done.attempts] == [task.model]
+    done = ends[fell_back.id]
+    assert (done.status, done.result and done.result.text) == ("completed", "echo: fell back")
+    assert [a.model for a in done.attempts] == ["openai-chat:cut-99-nofinish", "openai-chat:echo"]
+    assert "cut_off_response" in (done.attempts[0].error or "") and fake.count("cut-99-nofinish") >= 2
+    for mode, kind in (("nofinish", "cut_off_response"), ("nonjson", "malformed_response")):
+        done = ends[failed[mode].id]
+        assert (done.status, done.end_reason, done.result) == ("failed", "model_error", None), done
+        assert kind in (done.error or ""), done.error
+    assert "finish_reason" in (ends[failed["nofinish"].id].error or "")
 
 
 async def test_slow_but_active_stream_is_not_stale(tmp_path: Path) -> None:

@@ -60,8 +60,10 @@ def classify(error: BaseException, model: str) -> ModelCallError:
         transient = True
     elif isinstance(error, exc.ModelHTTPError):
         transient = status in (408, 409, 425, 429) or (status is not None and status >= 500)
-    elif isinstance(error, exc.UnexpectedModelBehavior):
-        transient, kind = True, "malformed_response"
+    elif isinstance(error, exc.UnexpectedModelBehavior) or type(error) is exc.ModelAPIError:
+        # an answer that could not be read (not JSON, cut off before its end): another try may be whole
+        transient = True
+        kind = "cut_off_response" if "finish_reason" in str(error) else "malformed_response"
     elif isinstance(error, (TimeoutError, ConnectionError)):
         transient, kind = True, "connection"
     else:

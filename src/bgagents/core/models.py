@@ -6,6 +6,8 @@ import threading
 
 from pydantic_ai.exceptions import UserError
 from pydantic_ai.models import Model, infer_model
+from pydantic_ai.models.openai import OpenAIChatModel
+from pydantic_ai.profiles.openai import OpenAIModelProfile
 
 from ..errors import UnknownModel
 from .demo_model import DEMO_MODEL_NAME, demo_model
@@ -40,7 +42,18 @@ class ModelRegistry:
             except Exception as exc:  # a provider package that is missing, a malformed name
                 raise UnknownModel(f"model '{name}' cannot be used: {type(exc).__name__}: {exc}") from None
         with self._lock:
-            return self._models.setdefault(name, model)
+            return self._models.setdefault(name, whole_answers_only(model))
+
+
+def whole_answers_only(model: Model) -> Model:
+    """A Chat Completions stream cut off before its `finish_reason` is an error, not a short answer.
+
+    pydantic-ai takes such a stream for a `stop` unless the model's profile requires a finish reason
+    (some OpenAI-compatible servers never send one); an answer cut mid-way must be retried instead."""
+    if type(model) is OpenAIChatModel and model.provider is not None:
+        return OpenAIChatModel(model.model_name, provider=model.provider, settings=model.settings,
+                               profile=OpenAIModelProfile(openai_chat_streaming_requires_finish_reason=True))
+    return model
 
 
 def concurrency_key(model_name: str) -> str:
