@@ -72,7 +72,7 @@ async def test_a_parent_with_two_children_totals_by_hand(tmp_path: Path) -> None
             for bad in ({"by": "week"}, {"since": "yesterday"}, {"since": -1}, {"since": 10**30}):
                 answer = await http.get("/usage", params=bad)
                 assert answer.status_code == 422 and "error" in answer.json(), bad
-        assert usage_cell(one["subtree"]) == "4.3M tok $5.4000 (3 tasks)"
+        assert usage_cell(one["subtree"]) == "4.3M $5.4000 ×3"
 
 
 def test_since_accepts_durations_dates_and_seconds() -> None:

@@ -81,6 +81,25 @@ class ConversationSettings(BaseModel):
     health_check_timeout: float = Field(120.0, gt=0)
 
 
+class WebhookSubscriptionSettings(BaseModel):
+    """A webhook from the config file: `[[webhooks.subscriptions]] url, events, secret`."""
+
+    url: str
+    events: list[str] = Field(default_factory=list)  # empty: every event type
+    secret: str = Field(min_length=8)  # whsec_… (base64), as the receiver's Standard Webhooks library expects
+
+
+class WebhookSettings(BaseModel):
+    """Webhooks (Standard Webhooks). Durations are in seconds."""
+
+    allow_private: bool = False  # private and loopback addresses are refused unless this is true
+    retry_delays: list[float] = Field(default_factory=lambda: [5.0, 30.0, 300.0, 1800.0])
+    timeout: float = Field(10.0, gt=0)  # one try; a receiver that hangs longer fails that try
+    poll_interval: float = Field(1.0, gt=0)  # how often other processes' events are looked for
+    launch_secret: str | None = None  # signs per-launch webhooks; default: $BGAGENTS_HOME/webhook-secret
+    subscriptions: list[WebhookSubscriptionSettings] = Field(default_factory=list)
+
+
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8321
@@ -106,6 +125,7 @@ class Settings(BaseSettings):
     spawn: SpawnSettings = Field(default_factory=SpawnSettings)
     conversation: ConversationSettings = Field(default_factory=ConversationSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
 
     @classmethod
     def settings_customise_sources(

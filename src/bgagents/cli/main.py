@@ -446,6 +446,74 @@ def usage(
     console.print(table)
 
 
+webhooks_app = typer.Typer(help="Webhooks: a signed POST when tasks end (Standard Webhooks).", no_args_is_help=True)
+app.add_typer(webhooks_app, name="webhooks")
+
+
+@webhooks_app.command("add")
+def webhooks_add(
+    url: str,
+    event: Annotated[list[str] | None, typer.Option(help="An event type (repeatable; default all): task.completed, "
+                                                         "task.failed, task.cancelled, task.waiting, "
+                                                         "conversation.response.")] = None,
+    description: Annotated[str, typer.Option(help="What it is for.")] = "",
+    json_mode: JsonOpt = False,
+) -> None:
+    """Subscribe a URL; prints its secret once (the receiver verifies signatures with it)."""
+    made = call(json_mode, lambda c: c.post("/webhooks", {"url": url, "events": event or None,
+                                                          "description": description}))
+    if json_mode:
+        emit(made)
+        return
+    console.print(f"webhook {made['id']} → {made['url']} ({', '.join(made['events'])})")
+    console.print("secret (shown once; keep it with the receiver):")
+    print(made["secret"])
+
+
+@webhooks_app.command("ls")
+def webhooks_ls(json_mode: JsonOpt = False) -> None:
+    """The subscriptions."""
+    subs = call(json_mode, lambda c: c.get("/webhooks"))
+    if json_mode:
+        emit(subs)
+        return
+    if not subs:
+        console.print("no webhooks (add one with 'bgagents webhooks add URL')")
+    for sub in subs:
+        scope = f" task {sub['task_id']}" if sub.get("task_id") else ""
+        console.print(f"{sub['id']}  {sub['url']}  {', '.join(sub['events'])}  [{sub['source']}{scope}]",
+                      markup=False)
+
+
+@webhooks_app.command("rm")
+def webhooks_rm(webhook_id: str, json_mode: JsonOpt = False) -> None:
+    """Remove a subscription (its pending deliveries are dropped)."""
+    gone = call(json_mode, lambda c: c.request("DELETE", f"/webhooks/{webhook_id}"))
+    emit(gone) if json_mode else console.print(f"removed {webhook_id}")
+
+
+@webhooks_app.command("deliveries")
+def webhooks_deliveries(webhook_id: str, limit: Annotated[int, typer.Option(help="At most this many.")] = 20,
+                        json_mode: JsonOpt = False) -> None:
+    """The newest deliveries of a subscription, with every try."""
+    rows = call(json_mode, lambda c: c.get(f"/webhooks/{webhook_id}/deliveries", limit=limit))
+    if json_mode:
+        emit(rows)
+        return
+    if not rows:
+        console.print("no deliveries yet")
+    for d in rows:
+        tries = ", ".join(str(t["status_code"] or t["error"]) for t in d["log"]) or "not tried yet"
+        console.print(f"{d['id']}  {d['type']}  {d['status']}  tries: {tries}", markup=False)
+
+
+@webhooks_app.command("secret")
+def webhooks_secret(json_mode: JsonOpt = False) -> None:
+    """The secret that signs per-launch webhooks (`webhook` on POST /tasks)."""
+    found = call(json_mode, lambda c: c.get("/webhooks/launch-secret"))
+    emit(found) if json_mode else print(found["secret"])
+
+
 @app.command()
 def mcp(
     mode: Annotated[str, typer.Option(help="auto: the server at BGAGENTS_URL if one answers, else a runtime in "

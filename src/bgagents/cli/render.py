@@ -46,14 +46,14 @@ def tokens(n: int) -> str:
 
 
 def usage_cell(usage: dict[str, Any] | None) -> str:
-    """Tokens and cost of a task tree (the task and its descendants), e.g. '12.3k tok $0.0123 (3 tasks)'."""
+    """Tokens and cost of a task tree (the task and its descendants), e.g. '12.3k $0.0123 ×3' (×3: three tasks)."""
     if not usage:
         return ""
-    text = f"{tokens(usage.get('input_tokens', 0) + usage.get('output_tokens', 0))} tok"
+    text = tokens(usage.get("input_tokens", 0) + usage.get("output_tokens", 0))
     if usage.get("cost_usd") is not None:
         text += f" ${usage['cost_usd']:.4f}"
     if usage.get("tasks", 1) > 1:
-        text += f" ({usage['tasks']} tasks)"
+        text += f" ×{usage['tasks']}"
     return text
 
 
@@ -64,11 +64,11 @@ def tasks_table(tasks: list[dict[str, Any]], title: str | None = None, *, show_m
     table.add_column("NAME", no_wrap=True, min_width=12, max_width=22, overflow="ellipsis")
     table.add_column("STATUS", no_wrap=True, min_width=9)
     if show_model:
-        table.add_column("MODEL", no_wrap=True, max_width=22, overflow="ellipsis")
+        table.add_column("MODEL", no_wrap=True, min_width=6, max_width=22, overflow="ellipsis")
     table.add_column("ELAPSED", no_wrap=True, justify="right", min_width=7)
     table.add_column("PROGRESS", no_wrap=True, overflow="ellipsis", min_width=10, max_width=60)
     if show_usage:
-        table.add_column("TREE USAGE", no_wrap=True)
+        table.add_column("TOKENS", no_wrap=True, min_width=6)  # the task and its descendants
     now = time.time()
     for t in tasks:
         model = [t["model"] + (" (demo)" if t["model"] == "demo" else "")] if show_model else []

@@ -12,7 +12,8 @@ from starlette.routing import Route
 from .. import __version__
 from ..core.runtime import Runtime
 from ..mcp.http import MCPEndpoint
-from . import approvals, conversations, events, files, tasks, usage
+from ..webhooks import Webhooks
+from . import approvals, conversations, events, files, tasks, usage, webhooks
 from .auth import require_token
 from .errors import install_error_handlers
 
@@ -22,22 +23,26 @@ def create_app(runtime: Runtime, token: str, *, manage_runtime: bool = True, hos
 
     `host` is where the server listens: on localhost, `/mcp` refuses requests from pages of other hosts."""
     mcp_endpoint = MCPEndpoint(runtime, token, host)
+    hooks = Webhooks(runtime, runtime.settings.webhooks)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if manage_runtime:
             await runtime.start()
+            await hooks.start()
         try:
             async with mcp_endpoint.run():
                 yield
         finally:
             if manage_runtime:
+                await hooks.stop()
                 await runtime.stop()
 
     app = FastAPI(title="bgagents", version=__version__, lifespan=lifespan,
                   description="Durable background LLM agents: launch, watch, steer, cancel, resume, fork.")
     app.state.runtime = runtime
     app.state.token = token
+    app.state.webhooks = hooks
     install_error_handlers(app)
 
     @app.get("/healthz", tags=["meta"])
@@ -51,6 +56,7 @@ def create_app(runtime: Runtime, token: str, *, manage_runtime: bool = True, hos
     api.include_router(conversations.router)
     api.include_router(files.router)
     api.include_router(usage.router)
+    api.include_router(webhooks.router)
 
     @api.get("/agents", tags=["meta"])
     async def agents(request: Request) -> list[dict[str, Any]]:

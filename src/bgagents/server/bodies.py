@@ -26,6 +26,8 @@ class LaunchBody(Body):
     isolation: Literal["none", "worktree"] | None = Field(
         None, description="worktree: the task works in its own git worktree of the workspace (default: the "
                           "profile's, else none)")
+    webhook: str | None = Field(None, max_length=2000, description="A URL told (signed, Standard Webhooks) when "
+                                                                 "this task ends or waits for approval")
 
 
 class BatchBody(Body):

@@ -7,9 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from ..conversation.schema import Peek
+from ..core.names import task_id as new_task_id
 from ..core.runtime import Runtime
 from ..core.schema import Output, Task, TranscriptEntry, WorktreeDiff
 from ..errors import InvalidInput
+from ..webhooks import Webhooks
+from ..webhooks.service import TASK_EVENTS
 from .bodies import BatchBody, CancelAllBody, ForkBody, LaunchBody, MessageBody, ResumeBody
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
@@ -22,13 +25,29 @@ def runtime(request: Request) -> Runtime:
 
 @router.post("", status_code=201)
 async def launch(body: LaunchBody, request: Request) -> Task:
-    return await runtime(request).launch(**body.model_dump())
+    values = body.model_dump(exclude={"webhook"})
+    if not body.webhook:
+        return await runtime(request).launch(**values)
+    # subscribed before the launch, so not even an instant end is missed; dropped again if the launch is refused
+    values["_id"] = new_task_id()
+    hooks: Webhooks = request.app.state.webhooks
+    sub, _ = await hooks.subscribe(body.webhook, list(TASK_EVENTS), task_id=values["_id"])
+    try:
+        return await runtime(request).launch(**values)
+    except Exception:
+        await hooks.store.delete(sub.id)
+        raise
 
 
 @router.post("/batch", status_code=201)
 async def launch_batch(body: BatchBody, request: Request) -> list[Task]:
     """Launches every task in one transaction: a bad item launches nothing, and the error names its index."""
-    return await runtime(request).launch_many([t.model_dump(exclude_unset=True) for t in body.tasks])
+    for index, item in enumerate(body.tasks):
+        if item.webhook:
+            raise InvalidInput(f"tasks[{index}]: a batch takes no per-task webhook; subscribe once with "
+                               "POST /webhooks (events task.completed, …) instead", code="invalid_item")
+    return await runtime(request).launch_many([t.model_dump(exclude_unset=True, exclude={"webhook"})
+                                               for t in body.tasks])
 
 
 @router.get("")
