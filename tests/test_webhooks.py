@@ -183,10 +183,10 @@ def test_the_server_restarted_between_tries_still_delivers_once(
             made = http.post("/webhooks", json={"url": receiver.url, "events": ["task.completed"]}).json()
             receiver.secret = made["secret"]
             tid = http.post("/tasks", json={"prompt": "write a note"}).json()["id"]
-            wait_for(lambda: len(receiver.requests) == 1, 60, "the first try")  # the first try failed (500)
+            wait_for(lambda: len(receiver.requests) == 1, 120, "the first try")  # the first try failed (500)
         server.kill9()
         server.start()
-        wait_for(lambda: len(receiver.accepted) == 1, 60, "the retry after the restart")
+        wait_for(lambda: len(receiver.accepted) == 1, 120, "the retry after the restart")
         time.sleep(1.0)
         assert len(receiver.accepted) == 1 and receiver.accepted[0]["data"]["task"]["id"] == tid
         with server.client() as http:
