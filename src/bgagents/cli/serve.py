@@ -15,6 +15,7 @@ import sys
 
 import uvicorn
 
+from .. import traces
 from ..core.identity import DatabaseInUse
 from ..core.runtime import Runtime
 from ..server import create_app
@@ -64,7 +65,8 @@ def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> No
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     token = settings.resolve_token(create=True)
     assert token is not None
-    runtime = Runtime(settings)
+    tracer_provider = traces.provider_from_env()
+    runtime = Runtime(settings, tracer_provider=tracer_provider)
     _claim(runtime)  # before the port is bound: a second server on the same SQLite home stops here
     app = create_app(runtime, token, host=host)
     where = "BGAGENTS_TOKEN" if settings.token else str(settings.home / "token")
@@ -77,12 +79,14 @@ def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> No
         uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10)
     finally:
         _stop_workers(procs)
+        traces.shutdown(tracer_provider)
 
 
 def run_worker(settings: Settings) -> None:
     """Task workers without the API, until SIGTERM or Ctrl-C (which stop at a step boundary)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    runtime = Runtime(settings)
+    tracer_provider = traces.provider_from_env()
+    runtime = Runtime(settings, tracer_provider=tracer_provider)
     _claim(runtime)
 
     async def main() -> None:
@@ -95,4 +99,7 @@ def run_worker(settings: Settings) -> None:
                   file=sys.stderr, flush=True)
             await stop.wait()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        traces.shutdown(tracer_provider)

@@ -45,6 +45,7 @@ tasks = sa.Table(
     # schema the final output must follow instead of plain text
     sa.Column("instructions", sa.Text, nullable=True),
     sa.Column("output_schema", sa.JSON, nullable=True),
+    sa.Column("trace", sa.JSON, nullable=True),  # its latest turn's span, for links (see core/tracing.py)
     # isolation = "worktree": its own git worktree (see core/worktrees.py); workspace: where its tools work
     sa.Column("workspace", sa.Text, nullable=True),
     sa.Column("worktree", sa.JSON, nullable=True),

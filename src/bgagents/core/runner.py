@@ -12,14 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from dbos import DBOS
+from opentelemetry.trace import TracerProvider
 from pydantic_ai import Agent, StructuredDict
+from pydantic_ai.capabilities import Instrumentation
 from pydantic_ai.exceptions import UnexpectedModelBehavior, UsageLimitExceeded
 from pydantic_ai.messages import ModelMessage, ToolCallPart, repair_messages
+from pydantic_ai.models.instrumented import InstrumentationSettings
 from pydantic_ai.usage import RunUsage, UsageLimits
 
 from ..settings import LimitSettings
 from ..tools import Spawner, Todo, ToolContext, build_toolset
-from . import worktrees
+from . import tracing, worktrees
 from .durable import DurableModel, LoopBreaker, ModelChain, ShuttingDown, StepGate, TaskHooks, TurnStopped
 from .events import EventBus
 from .model_errors import ModelCallError
@@ -49,6 +52,7 @@ class Services:
     spawner: Spawner | None = None
     clock: Callable[[], float] = time.time
     gate: StepGate = field(default_factory=StepGate)
+    tracer_provider: TracerProvider | None = None  # traces are off without one
     active: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
     # the DBOS workflow tasks around them: a shutdown waits for these too, so DBOS records each outcome
     workflows: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -180,6 +184,20 @@ def _usage_limits(task: Task, profile: Profile, baseline: Progress) -> UsageLimi
 
 
 async def _run_agent(services: Services, task: Task, turn: int, prompt: str) -> str:
+    """The turn, inside its span when traces are on."""
+    provider = services.tracer_provider
+    if provider is None:
+        return await _run_agent_body(services, task, turn, prompt)
+    parent = await services.store.get_task(task.parent_id) if task.parent_id else None
+    with tracing.turn_span(provider, task, turn, tracing.links(task, turn, parent)) as span:
+        # kept outside any step: a run that replays this turn after a restart links to this span, then replaces it
+        await services.store.update_task(task.id, {"trace": tracing.ref(span, turn)}, None)
+        status = await _run_agent_body(services, task, turn, prompt)
+        tracing.finish(span, status)
+        return status
+
+
+async def _run_agent_body(services: Services, task: Task, turn: int, prompt: str) -> str:
     store = services.store
     limits = services.limits
     snapshot = await DBOS.run_step_async({"name": "turn_start"}, _snapshot, store, task.id)
@@ -212,9 +230,12 @@ async def _run_agent(services: Services, task: Task, turn: int, prompt: str) -> 
         hooks = TaskHooks(tracker, services.gate, store.claim_steering, breaker, profile.permissions, approve)
         instructions = "\n\n".join(p for p in (task.instructions, profile.prompt) if p)
         output_type: Any = StructuredDict(task.output_schema) if task.output_schema else str
+        capabilities: list[Any] = [hooks]
+        if services.tracer_provider is not None:  # model-request and tool-call spans inside the turn's span
+            capabilities.append(Instrumentation(InstrumentationSettings(tracer_provider=services.tracer_provider)))
         agent: Agent[ToolContext, Any] = Agent(
             model, deps_type=ToolContext, instructions=instructions, output_type=output_type, toolsets=[toolset],
-            capabilities=[hooks], name=task.agent,
+            capabilities=capabilities, name=task.agent,
         )
         usage = RunUsage(requests=baseline.requests, tool_calls=baseline.tool_calls,
                          input_tokens=baseline.input_tokens, output_tokens=baseline.output_tokens)

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 from dbos import DBOS
+from opentelemetry.trace import TracerProvider
 from pydantic_ai.messages import (
     ModelRequest,
     ModelResponse,
@@ -56,8 +57,10 @@ class Runtime:
     """The durable runtime of this process. Use as `async with Runtime() as rt:`."""
 
     def __init__(self, settings: Settings | None = None, *, clock: Callable[[], float] = time.time,
-                 executor_id: str | None = None) -> None:
+                 executor_id: str | None = None, tracer_provider: TracerProvider | None = None) -> None:
+        """`tracer_provider`: OpenTelemetry spans for each turn, model request and tool call (off without one)."""
         self.settings = settings or Settings()
+        self.tracer_provider = tracer_provider
         self.clock = clock
         self.executor_id = executor_id or new_executor_id()
         self._lease: Lease | None = None
@@ -111,7 +114,8 @@ class Runtime:
         self.store = Store(self.db_engine, clock=self.clock)
         self.services = Services(store=self.store, bus=self.bus, models=self.models, profiles=self.profiles,
                                  workspace=workspace, outputs_dir=outputs.resolve(), limits=settings.limits,
-                                 spawner=RuntimeSpawner(self), clock=self.clock)
+                                 spawner=RuntimeSpawner(self), clock=self.clock,
+                                 tracer_provider=self.tracer_provider)
         self.conversations = Conversations(self)
         self.conversations.attach()
         c = settings.concurrency

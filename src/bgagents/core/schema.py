@@ -113,6 +113,7 @@ class Task(BaseModel):
     instructions: str | None = None
     output_schema: dict[str, Any] | None = None
     subtree: SubtreeUsage | None = None  # filled by interfaces that show it: the task and all its descendants
+    trace: dict[str, Any] | None = None  # its latest turn's span (trace_id, span_id, turn), when traces are on
     workspace: str | None = None  # where its tools work when not the shared workspace (its worktree, or its parent's)
     worktree: Worktree | None = None
 
