@@ -100,3 +100,12 @@ async def test_response_files_download_from_the_workspace(api: httpx.AsyncClient
     assert (await api.get("/files/notes/missing.md")).status_code == 404
     assert code(await api.get("/files/..%2F..%2Fetc%2Fpasswd")) == "bad_path"
     assert (await api.get("/files/notes/a.md", headers={"Authorization": ""})).status_code == 401
+
+
+async def test_concurrent_first_events_on_a_new_conversation(api: httpx.AsyncClient) -> None:
+    """Found by fuzzing: 68 of 80 concurrent first messages to a new id answered 500 IntegrityError."""
+    responses = await asyncio.gather(*(api.post("/conversations/fresh/messages", json={"text": f"hello {i}"})
+                                       for i in range(80)))
+    assert [r.status_code for r in responses] == [202] * 80, {r.text for r in responses if r.status_code != 202}
+    assert sorted(r.json()["seq"] for r in responses) == list(range(1, 81))
+    assert len({r.json()["name"] for r in responses}) == 80

@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from pydantic_core import to_jsonable_python
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..core import db
 from ..core.names import slugify
@@ -55,20 +57,25 @@ class ConversationStore:
 
     # -- the queue ---------------------------------------------------------------------------------
 
-    def _ensure(self, conn: sa.Connection, cid: str) -> Row:
-        row = conn.execute(sa.select(db.conversations).where(db.conversations.c.id == cid)).first()
-        if row is None:
-            conn.execute(db.conversations.insert().values(id=cid, main_task_id=None, next_seq=1,
-                                                          created_at=self.clock()))
-            row = conn.execute(sa.select(db.conversations).where(db.conversations.c.id == cid)).one()
-        return row
+    def _ensure(self, conn: sa.Connection, cid: str) -> None:
+        """Creates the conversation unless it exists; concurrent first events each find it made once."""
+        insert = sqlite_insert if conn.dialect.name == "sqlite" else postgresql_insert
+        conn.execute(insert(db.conversations).values(id=cid, main_task_id=None, next_seq=1, created_at=self.clock())
+                     .on_conflict_do_nothing(index_elements=["id"]))
+
+    def _take_seq(self, conn: sa.Connection, cid: str) -> int:
+        """The next seq of the conversation, taken in one statement that also locks its row until commit, so
+        concurrent events get distinct seqs and the names they pick next see each other."""
+        self._ensure(conn, cid)
+        taken: int = conn.execute(db.conversations.update().where(db.conversations.c.id == cid)
+                                  .values(next_seq=db.conversations.c.next_seq + 1)
+                                  .returning(db.conversations.c.next_seq)).scalar_one()
+        return taken - 1
 
     def insert_event(self, conn: sa.Connection, cid: str, type_: str, label: str,
                      build: Callable[[str], dict[str, Any]]) -> tuple[EventRecord, Event]:
         """Appends an event to the queue: the next seq, a unique name, `build(name)` as its data."""
-        conv = self._ensure(conn, cid)
-        seq = conv.next_seq
-        conn.execute(db.conversations.update().where(db.conversations.c.id == cid).values(next_seq=seq + 1))
+        seq = self._take_seq(conn, cid)
         name = self.unique_name(conn, cid, label)
         data = to_jsonable_python(build(name))
         now = self.clock()
