@@ -102,6 +102,19 @@ async def test_paths_outside_the_workspace_are_refused(tmp_path: Path, path: str
     assert not (tmp_path / "outside.txt").exists()
 
 
+async def test_paths_the_system_cannot_take_are_tool_errors(tmp_path: Path) -> None:
+    """Found by fuzzing: `~nosuchuser/x` raised out of the tool and failed the task instead of telling the model."""
+    ctx = make_ctx(tmp_path)
+    (ctx.workspace / "loop").symlink_to(ctx.workspace / "loop")
+    cases = {"~nosuchuser/x": "no such user", "loop/x": "cannot be resolved", "a" * 300 + "/x": "name too long"}
+    for path, words in cases.items():
+        for tool, args in (("read", {"path": path}), ("write", {"path": path, "content": "x"}),
+                           ("edit", {"path": path, "old_string": "a", "new_string": "b"}),
+                           ("glob", {"pattern": "*", "path": path}), ("grep", {"pattern": "x", "path": path})):
+            out = await call_tool(ctx, tool, args)
+            assert words in out.lower(), (tool, path, out)
+
+
 async def test_symlinks_out_of_the_workspace_are_refused(tmp_path: Path) -> None:
     ctx = make_ctx(tmp_path)
     secret = tmp_path / "secret"

@@ -99,6 +99,10 @@ async def test_response_files_download_from_the_workspace(api: httpx.AsyncClient
     assert response.status_code == 200 and response.text == "hello file"
     assert (await api.get("/files/notes/missing.md")).status_code == 404
     assert code(await api.get("/files/..%2F..%2Fetc%2Fpasswd")) == "bad_path"
+    # found by fuzzing: these answered 500
+    assert code(await api.get("/files/~nosuchuser/x")) == "bad_path"
+    assert (await api.get("/files/" + "a" * 300)).status_code == 404
+    assert code(await api.post(f"{BASE}/messages", json={"text": "x", "files": ["~nosuchuser/x"]})) == "bad_path"
     assert (await api.get("/files/notes/a.md", headers={"Authorization": ""})).status_code == 401
 
 

@@ -20,6 +20,10 @@ async def download(path: str, request: Request) -> FileResponse:
         resolved = resolve_path(rt.settings.workspace_path, path)
     except WorkspaceError as exc:
         raise InvalidInput(str(exc), code="bad_path") from None
-    if not resolved.is_file():
+    try:
+        is_file = resolved.is_file()
+    except OSError:  # e.g. a name too long: no such file either
+        is_file = False
+    if not is_file:
         raise NotFound(f"no file '{path}' in the workspace")
     return FileResponse(resolved, filename=resolved.name)

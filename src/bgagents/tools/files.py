@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import functools
 import re
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import ParamSpec
 
 from pydantic_ai import ModelRetry, RunContext
 
@@ -14,6 +17,21 @@ from .workspace import relative, resolve_path
 
 MAX_LINE = 2000
 MAX_MATCHES = 200
+P = ParamSpec("P")
+
+
+def _os_errors_to_model(tool: Callable[P, Awaitable[str]]) -> Callable[P, Awaitable[str]]:
+    """An OS error (a name too long, no permission, a full disk) is a tool error the model reads and can
+    act on, rather than the end of the task."""
+
+    @functools.wraps(tool)
+    async def run(*args: P.args, **kwargs: P.kwargs) -> str:
+        try:
+            return await tool(*args, **kwargs)
+        except OSError as exc:
+            raise ModelRetry(f"{tool.__name__} failed: {exc.strerror or exc}") from None
+
+    return run
 
 
 def _is_binary(path: Path) -> bool:
@@ -21,6 +39,7 @@ def _is_binary(path: Path) -> bool:
         return b"\x00" in f.read(8192)
 
 
+@_os_errors_to_model
 async def read(ctx: RunContext[ToolContext], path: str, offset: int = 0, limit: int = 2000) -> str:
     """Read a text file, with line numbers.
 
@@ -45,6 +64,7 @@ async def read(ctx: RunContext[ToolContext], path: str, offset: int = 0, limit: 
     return "\n".join(out) if out else "(empty file)"
 
 
+@_os_errors_to_model
 async def write(ctx: RunContext[ToolContext], path: str, content: str) -> str:
     """Write a file (creating folders as needed), replacing what was there.
 
@@ -61,6 +81,7 @@ async def write(ctx: RunContext[ToolContext], path: str, content: str) -> str:
     return f"wrote {len(data)} bytes to {relative(ctx.deps.workspace, target)}"
 
 
+@_os_errors_to_model
 async def edit(ctx: RunContext[ToolContext], path: str, old_string: str, new_string: str,
                replace_all: bool = False) -> str:
     """Replace exact text in a file.
@@ -92,6 +113,7 @@ def _walk(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if ".git" not in p.relative_to(root).parts and p.is_file()]
 
 
+@_os_errors_to_model
 async def glob(ctx: RunContext[ToolContext], pattern: str, path: str = ".") -> str:
     """Find files by name pattern (e.g. `**/*.py`), newest first.
 
@@ -120,6 +142,7 @@ async def glob(ctx: RunContext[ToolContext], pattern: str, path: str = ".") -> s
     return "\n".join(lines)
 
 
+@_os_errors_to_model
 async def grep(ctx: RunContext[ToolContext], pattern: str, path: str = ".", include: str | None = None) -> str:
     """Search file contents with a regular expression; prints `file:line: text`.
 

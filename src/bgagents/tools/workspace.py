@@ -18,8 +18,15 @@ def resolve_path(workspace: Path, path: str, *, extra_roots: Iterable[Path] = ()
     if "\x00" in path:
         raise WorkspaceError("the path contains a NUL byte")
     root = workspace.resolve()
-    candidate = Path(path).expanduser()
-    resolved = (candidate if candidate.is_absolute() else root / candidate).resolve()
+    try:
+        candidate = Path(path).expanduser()
+    except RuntimeError:  # `~nosuchuser/x`: no such user, so no home to expand
+        raise WorkspaceError(f"cannot expand '{path.split('/', 1)[0]}': no such user; "
+                             "use paths inside the workspace") from None
+    try:
+        resolved = (candidate if candidate.is_absolute() else root / candidate).resolve()
+    except (RuntimeError, OSError) as exc:  # a symbolic link loop, a name too long
+        raise WorkspaceError(f"path '{path}' cannot be resolved: {exc}") from None
     for allowed in (root, *(r.resolve() for r in extra_roots)):
         if resolved == allowed or resolved.is_relative_to(allowed):
             return resolved
