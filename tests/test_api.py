@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -127,10 +129,29 @@ async def test_steer_and_cancel_over_http(api: httpx.AsyncClient, runtime: Runti
     ("GET", "/events?task=bg_00000000", None, 404, "not_found"),
     ("GET", "/events?since=-4", None, 422, "invalid_request"),
     ("GET", "/nowhere", None, 404, "not_found"),
+    # found by fuzzing: numbers past 64 bits, and values a database cannot hold, answered 500
+    ("POST", "/tasks", {"prompt": "x", "model": "demo", "priority": 2**70}, 422, "invalid_request"),
+    ("POST", "/tasks", {"prompt": "x", "model": "demo", "priority": 2**63 - 1}, 422, "invalid_request"),
+    ("POST", "/tasks", '{"prompt": "x", "model": "demo", "limits": {"requests": NaN}}', 422, "invalid_request"),
+    ("POST", "/tasks", {"prompt": "x", "model": "demo", "limits": {"requests": -1}}, 422, "invalid_request"),
+    ("POST", "/tasks", '{"prompt": "x", "model": "demo", "output_schema": {"type": "object", "maximum": Infinity}}',
+     422, "invalid_request"),
+    ("POST", "/tasks", {"prompt": "a\x00b", "model": "demo"}, 422, "invalid_request"),
+    ("POST", "/tasks", {"prompt": "x", "model": "demo", "parent_id": "p" * 65}, 422, "invalid_request"),
+    ("POST", "/tasks", {"prompt": "x", "model": "openai:" + "m" * 300}, 422, "invalid_request"),
+    ("POST", "/tasks/bg_00000000/fork", {"prompt": "x", "at": 2**70}, 422, "invalid_request"),
+    ("GET", f"/tasks/bg_00000000/transcript?since={2**70}", None, 422, "invalid_request"),
+    ("GET", f"/events?since={2**70}", None, 422, "invalid_request"),
+    ("GET", f"/conversations/c/responses?since={2**70}", None, 422, "invalid_request"),
+    ("GET", "/tasks/bg_%00", None, 400, "invalid_request"),
+    ("GET", "/tasks?parent=a%00b", None, 400, "invalid_request"),
 ])
 async def test_bad_input_on_every_route(api: httpx.AsyncClient, method: str, path: str, body: object,
                                         status: int, code: str) -> None:
-    response = await api.request(method, path, json=body)
+    if isinstance(body, str):  # raw JSON, as Python's own parser takes it (NaN, Infinity)
+        response = await api.request(method, path, content=body, headers={"Content-Type": "application/json"})
+    else:
+        response = await api.request(method, path, json=body)
     assert response.status_code == status, response.text
     assert error_code(response) == code
     assert (await api.get("/tasks")).json() == []  # nothing half-created
@@ -159,13 +180,64 @@ async def test_bad_input_on_task_routes(api: httpx.AsyncClient, runtime: Runtime
         assert response.json()["error"]["code"]
     raw = await api.post("/tasks", content=b"{not json", headers={"Content-Type": "application/json"})
     assert raw.status_code == 422 and error_code(raw) == "invalid_request"
-    bad_id = await api.get("/events", headers={"Last-Event-ID": "abc"})
-    assert bad_id.status_code == 400
+    for bad_id in ("abc", b"\xb2", "9" * 5000, str(2**70)):  # the last three answered 500: "²" (latin-1
+        # b"\xb2") is a digit to str.isdigit, not to int(); int() refuses 5000 digits; SQLite takes 64 bits
+        response = await api.get("/events", headers={"Last-Event-ID": bad_id})
+        assert response.status_code == 400, (bad_id, response.text)
 
 
 async def test_openapi_document(api: httpx.AsyncClient) -> None:
     doc = (await api.get("http://test/openapi.json")).json()
     assert "/api/v1/tasks" in doc["paths"] and "/api/v1/events" in doc["paths"]
+
+
+async def test_openapi_declares_the_token_and_every_error_shape(api: httpx.AsyncClient) -> None:
+    doc = (await api.get("http://test/openapi.json")).json()
+    assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    assert doc["security"] == [{"bearer": []}]
+    assert doc["paths"]["/healthz"]["get"]["security"] == []
+    error_ref = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            if path.startswith("/api/"):
+                assert "security" not in operation, (method, path)  # the document's bearer applies
+                assert "401" in responses, (method, path)
+                if operation.get("parameters") or operation.get("requestBody"):
+                    assert {"400", "422"} <= set(responses), (method, path)
+            for status, response in responses.items():
+                if status.startswith(("4", "5")):
+                    assert response["content"] == error_ref, (method, path, status)
+    assert "404" in doc["paths"]["/api/v1/tasks/{task_id}"]["get"]["responses"]
+    assert "409" in doc["paths"]["/api/v1/tasks/{task_id}/cancel"]["post"]["responses"]
+    assert "HTTPValidationError" not in json.dumps(doc)
+    # what the document says is what an error is
+    shape = doc["components"]["schemas"]["ErrorBody"]
+    assert shape["required"] == ["error"]
+    invalid = (await api.post("/tasks", json={})).json()
+    assert set(invalid) == {"error"} and {"code", "message", "details"} == set(invalid["error"])
+
+
+async def test_a_request_without_the_token_is_401_before_its_body_is_read(api: httpx.AsyncClient) -> None:
+    for body in (b"{not json", b'{"prompt": ""}', b'{"prompt": "x", "model": "demo"}'):
+        response = await api.post("/tasks", content=body,
+                                  headers={"Authorization": "", "Content-Type": "application/json"})
+        assert response.status_code == 401, response.text  # a malformed body answered 422
+        assert error_code(response) == "unauthorized" and response.headers["www-authenticate"] == "Bearer"
+    assert (await api.get("/tasks")).json() == []
+
+
+async def test_docs_work_offline(api: httpx.AsyncClient) -> None:
+    """/docs loads Swagger UI from files inside the package, not from a CDN."""
+    page = await api.get("http://test/docs", headers={"Authorization": ""})
+    assert page.status_code == 200 and "SwaggerUIBundle" in page.text
+    assert "http://" not in page.text and "https://" not in page.text
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert len(assets) == 3
+    for asset in assets:
+        response = await api.get("http://test" + asset, headers={"Authorization": ""})
+        assert response.status_code == 200 and len(response.content) > 500, asset
+    assert (await api.get("http://test/redoc")).status_code == 404  # it would load from a CDN
 
 
 async def test_launch_with_limits_and_fallbacks_over_http(api: httpx.AsyncClient, runtime: Runtime) -> None:

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from starlette.routing import Route
 
 from .. import __version__
@@ -14,8 +14,11 @@ from ..core.runtime import Runtime
 from ..mcp.http import MCPEndpoint
 from ..webhooks import Webhooks
 from . import approvals, conversations, events, files, tasks, usage, webhooks
-from .auth import require_token
+from .auth import RequireToken
+from .docs import install_docs
 from .errors import install_error_handlers
+from .guards import RefuseNul
+from .openapi import install_openapi
 
 
 def create_app(runtime: Runtime, token: str, *, manage_runtime: bool = True, host: str = "127.0.0.1") -> FastAPI:
@@ -38,18 +41,22 @@ def create_app(runtime: Runtime, token: str, *, manage_runtime: bool = True, hos
                 await hooks.stop()
                 await runtime.stop()
 
-    app = FastAPI(title="bgagents", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="bgagents", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Durable background LLM agents: launch, watch, steer, cancel, resume, fork.")
     app.state.runtime = runtime
     app.state.token = token
     app.state.webhooks = hooks
+    app.add_middleware(RefuseNul)
+    app.add_middleware(RequireToken, token=token)  # added last, so it runs first
     install_error_handlers(app)
+    install_openapi(app)
+    install_docs(app)
 
     @app.get("/healthz", tags=["meta"])
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
-    api = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)])
+    api = APIRouter(prefix="/api/v1")
     api.include_router(tasks.router)
     api.include_router(events.router)
     api.include_router(approvals.router)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from ..core.runtime import Runtime
 from ..core.schema import Approval
 from .bodies import DecisionBody
+from .openapi import errors
 
 router = APIRouter(prefix="/approvals", tags=["approvals"])
 
@@ -22,7 +23,7 @@ async def list_approvals(
     return await rt.approvals(None if status == "all" else status)
 
 
-@router.post("/{approval_id}")
+@router.post("/{approval_id}", responses=errors(404, 409))
 async def decide(approval_id: str, body: DecisionBody, request: Request) -> Approval:
     rt: Runtime = request.app.state.runtime
     return await rt.decide(approval_id, body.decision, body.reason)

@@ -12,7 +12,8 @@ from fastapi.responses import PlainTextResponse
 
 from ..conversation.orchestrator import Conversations, jsonl
 from ..conversation.schema import EventRecord, Peek, Response, Session
-from .bodies import BackgroundAgentBody, ButtonBody, ChatMessageBody
+from .bodies import MAX_INT, BackgroundAgentBody, ButtonBody, ChatMessageBody
+from .openapi import errors
 
 router = APIRouter(prefix="/conversations/{cid}", tags=["conversations"])
 
@@ -43,7 +44,7 @@ async def background_agent(cid: str, body: BackgroundAgentBody, request: Request
 async def responses(
     cid: str,
     request: Request,
-    since: Annotated[int, Query(ge=0, description="Only responses after this seq")] = 0,
+    since: Annotated[int, Query(ge=0, le=MAX_INT, description="Only responses after this seq")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     wait: Annotated[float, Query(ge=0, le=300, description="Seconds to wait for a first new response")] = 0,
 ) -> list[Response]:
@@ -59,18 +60,18 @@ async def sessions(cid: str, request: Request) -> list[Session]:
     return await conversations(request).sessions(cid)
 
 
-@router.get("/sessions/{sid}")
+@router.get("/sessions/{sid}", responses=errors(404))
 async def session(cid: str, sid: str, request: Request) -> Session:
     """One running session, by task id or name: the person's own prompt, model, elapsed, status, progress."""
     return await conversations(request).session(cid, sid)
 
 
-@router.post("/sessions/{sid}/peek")
+@router.post("/sessions/{sid}/peek", responses=errors(404, 409))
 async def peek(cid: str, sid: str, request: Request) -> Peek:
     return await conversations(request).peek(cid, sid)
 
 
-@router.post("/sessions/{sid}/kill")
+@router.post("/sessions/{sid}/kill", responses=errors(404))
 async def kill(cid: str, sid: str, request: Request) -> Session:
     """Stops the session; its result is dropped, even if it arrives later."""
     return await conversations(request).kill(cid, sid)
@@ -82,14 +83,18 @@ async def clear(cid: str, request: Request) -> dict[str, bool]:
     return {"cleared": True}
 
 
-@router.post("/background")
+@router.post("/background", responses=errors(409))
 async def background(cid: str, request: Request) -> Session:
     """Pushes the running main turn into the background; it reports back when done."""
     return await conversations(request).background(cid)
 
 
-@router.get("/history", response_class=PlainTextResponse)
-async def history(cid: str, request: Request) -> PlainTextResponse:
+class JSONLines(PlainTextResponse):
+    media_type = "application/x-ndjson"
+
+
+@router.get("/history", response_class=JSONLines)
+async def history(cid: str, request: Request) -> JSONLines:
     """Every event in and response out, as JSON Lines."""
     lines = await conversations(request).history(cid)
-    return PlainTextResponse(jsonl(lines), media_type="application/x-ndjson")
+    return JSONLines(jsonl(lines))

@@ -18,6 +18,10 @@ def error_body(code: str, message: str, **extra: object) -> dict[str, object]:
     return {"error": {"code": code, "message": message, **extra}}
 
 
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(code, message), status_code=status, headers=headers)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(BgAgentsError)
     async def bg_error(_: Request, exc: BgAgentsError) -> JSONResponse:
@@ -38,7 +42,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
         codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}
         return JSONResponse(error_body(codes.get(exc.status_code, "http_error"), str(exc.detail)),
-                            status_code=exc.status_code)
+                            status_code=exc.status_code, headers=exc.headers)  # e.g. Allow on a 405
 
     @app.exception_handler(Exception)
     async def crash(_: Request, exc: Exception) -> JSONResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterable
 from typing import Annotated
 
@@ -10,6 +11,8 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from ..core.runtime import Runtime
 from ..errors import InvalidInput
+from .bodies import MAX_INT
+from .openapi import errors
 
 router = APIRouter(tags=["events"])
 
@@ -17,13 +20,13 @@ router = APIRouter(tags=["events"])
 async def start_after(
     request: Request,
     task: str | None = None,
-    since: Annotated[int, Query(ge=0, description="Replay events after this sequence number")] = 0,
+    since: Annotated[int, Query(ge=0, le=MAX_INT, description="Replay events after this sequence number")] = 0,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> int:
     """Checks the request before the stream opens, so bad input is a JSON error, not a broken stream."""
     start = since
     if last_event_id:
-        if not last_event_id.strip().isdigit():
+        if not re.fullmatch(r"[0-9]{1,10}", last_event_id.strip()) or int(last_event_id) > MAX_INT:
             raise InvalidInput("Last-Event-ID must be an event sequence number")
         start = max(start, int(last_event_id))
     if task is not None:
@@ -32,7 +35,7 @@ async def start_after(
     return start
 
 
-@router.get("/events", response_class=EventSourceResponse)
+@router.get("/events", response_class=EventSourceResponse, responses=errors(404))
 async def events(
     request: Request,
     start: Annotated[int, Depends(start_after)],

@@ -8,11 +8,14 @@ from fastapi.responses import FileResponse
 from ..core.runtime import Runtime
 from ..errors import InvalidInput, NotFound
 from ..tools.workspace import WorkspaceError, resolve_path
+from .openapi import errors
 
 router = APIRouter(tags=["files"])
 
 
-@router.get("/files/{path:path}")
+@router.get("/files/{path:path}", response_class=FileResponse, responses={
+    200: {"description": "The file", "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}},
+    **errors(404)})
 async def download(path: str, request: Request) -> FileResponse:
     """A file inside the workspace (paths that leave it are refused)."""
     rt: Runtime = request.app.state.runtime

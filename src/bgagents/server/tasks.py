@@ -13,7 +13,8 @@ from ..core.schema import Output, Task, TranscriptEntry, WorktreeDiff
 from ..errors import InvalidInput
 from ..webhooks import Webhooks
 from ..webhooks.service import TASK_EVENTS
-from .bodies import BatchBody, CancelAllBody, ForkBody, LaunchBody, MessageBody, ResumeBody
+from .bodies import MAX_INT, BatchBody, CancelAllBody, ForkBody, LaunchBody, MessageBody, ResumeBody
+from .openapi import errors
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 
@@ -23,7 +24,7 @@ def runtime(request: Request) -> Runtime:
     return rt
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses=errors(404))
 async def launch(body: LaunchBody, request: Request) -> Task:
     values = body.model_dump(exclude={"webhook"})
     if not body.webhook:
@@ -69,14 +70,14 @@ async def cancel_all(body: CancelAllBody, request: Request) -> list[Task]:
     return await runtime(request).cancel_all(body.parent_id)
 
 
-@router.get("/{task_id}")
+@router.get("/{task_id}", responses=errors(404))
 async def get_task(task_id: str, request: Request) -> Task:
     """The task, with `subtree`: its usage and cost together with all its descendants'."""
     rt = runtime(request)
     return (await rt.with_subtree([await rt.get(task_id)]))[0]
 
 
-@router.get("/{task_id}/output")
+@router.get("/{task_id}/output", responses=errors(404))
 async def output(
     task_id: str,
     request: Request,
@@ -86,56 +87,56 @@ async def output(
     return await runtime(request).output(task_id, wait=wait, timeout=timeout)
 
 
-@router.get("/{task_id}/transcript")
+@router.get("/{task_id}/transcript", responses=errors(404))
 async def transcript(
     task_id: str,
     request: Request,
-    since: Annotated[int, Query(ge=0)] = 0,
+    since: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     tool_results: bool = True,
 ) -> list[TranscriptEntry]:
     return await runtime(request).transcript(task_id, since=since, limit=limit, tool_results=tool_results)
 
 
-@router.post("/{task_id}/cancel")
+@router.post("/{task_id}/cancel", responses=errors(404, 409))
 async def cancel(task_id: str, request: Request) -> Task:
     return await runtime(request).cancel(task_id)
 
 
-@router.post("/{task_id}/resume")
+@router.post("/{task_id}/resume", responses=errors(404, 409))
 async def resume(task_id: str, body: ResumeBody, request: Request) -> Task:
     return await runtime(request).resume(task_id, body.prompt)
 
 
-@router.post("/{task_id}/messages")
+@router.post("/{task_id}/messages", responses=errors(404, 409))
 async def send(task_id: str, body: MessageBody, request: Request) -> Task:
     return await runtime(request).send(task_id, body.message)
 
 
-@router.post("/{task_id}/fork", status_code=201)
+@router.post("/{task_id}/fork", status_code=201, responses=errors(404))
 async def fork(task_id: str, body: ForkBody, request: Request) -> Task:
     return await runtime(request).fork(task_id, body.prompt, at=body.at, model=body.model, name=body.name)
 
 
-@router.get("/{task_id}/diff")
+@router.get("/{task_id}/diff", responses=errors(404, 409))
 async def diff(task_id: str, request: Request) -> WorktreeDiff:
     """An isolated task's changes (stat, files, patch) against where its branch started."""
     return await runtime(request).diff(task_id)
 
 
-@router.post("/{task_id}/merge")
+@router.post("/{task_id}/merge", responses=errors(404, 409))
 async def merge(task_id: str, request: Request) -> Task:
     """Merges an ended isolated task's branch into the workspace; a conflict is a 409 naming the files."""
     return await runtime(request).merge(task_id)
 
 
-@router.post("/{task_id}/discard")
+@router.post("/{task_id}/discard", responses=errors(404, 409))
 async def discard(task_id: str, request: Request) -> Task:
     """Throws an isolated task's changes away (its worktree and branch); a running task is cancelled first."""
     return await runtime(request).discard(task_id)
 
 
-@router.post("/{task_id}/peek")
+@router.post("/{task_id}/peek", responses=errors(404, 409))
 async def peek(task_id: str, request: Request) -> Peek:
     """A few sentences on what the running task has done and has left, from the small peek model."""
     return await runtime(request).conversations.peek_task(task_id)

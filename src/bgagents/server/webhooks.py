@@ -10,6 +10,7 @@ from pydantic import Field
 from ..webhooks import Webhooks
 from ..webhooks.store import Delivery, Subscription
 from .bodies import Body
+from .openapi import errors
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
@@ -47,18 +48,18 @@ async def launch_secret(request: Request) -> dict[str, str]:
     return {"secret": webhooks(request).launch_secret()}
 
 
-@router.get("/{webhook_id}")
+@router.get("/{webhook_id}", responses=errors(404))
 async def get_webhook(webhook_id: str, request: Request) -> Subscription:
     return await webhooks(request).get(webhook_id)
 
 
-@router.delete("/{webhook_id}")
+@router.delete("/{webhook_id}", responses=errors(404))
 async def delete(webhook_id: str, request: Request) -> dict[str, str]:
     await webhooks(request).delete(webhook_id)
     return {"deleted": webhook_id}
 
 
-@router.get("/{webhook_id}/deliveries")
+@router.get("/{webhook_id}/deliveries", responses=errors(404))
 async def deliveries(webhook_id: str, request: Request,
                      limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[Delivery]:
     """The newest deliveries with every try: status code, error, duration."""
