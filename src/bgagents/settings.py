@@ -47,6 +47,7 @@ class ProfileSettings(BaseModel):
     limits: dict[str, float] = Field(default_factory=dict)
     prompt: str = ""
     isolation: Literal["none", "worktree"] = "none"
+    runner: Literal["native", "claude-code"] = "native"  # what runs its turns (see bgagents.runners)
 
 
 class LimitSettings(BaseModel):

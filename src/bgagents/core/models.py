@@ -10,6 +10,7 @@ from pydantic_ai.models.openai import OpenAIChatModel
 from pydantic_ai.profiles.openai import OpenAIModelProfile
 
 from ..errors import UnknownModel
+from ..runners import find_runner
 from .demo_model import DEMO_MODEL_NAME, demo_model
 
 
@@ -23,6 +24,14 @@ class ModelRegistry:
     def register(self, name: str, model: Model) -> None:
         with self._lock:
             self._models[name] = model
+
+    def check(self, name: str) -> None:
+        """Raises `UnknownModel` unless `name` can run: a pydantic-ai model, or a runner's (`claude-code:…`)."""
+        runner = find_runner(name)
+        if runner is None:
+            self.resolve(name)
+        else:
+            runner.check(name.strip())
 
     def resolve(self, name: str) -> Model:
         """The model for `name`, or `UnknownModel` saying what is wrong (unknown name, missing key)."""

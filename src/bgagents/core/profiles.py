@@ -39,6 +39,7 @@ class Profile(BaseModel):
     max_turns: int | None = None
     limits: dict[str, float] = Field(default_factory=dict)
     isolation: Literal["none", "worktree"] = "none"
+    runner: str = "native"
     source: str = "builtin"
 
 
@@ -60,7 +61,8 @@ def _from_settings(name: str, spec: ProfileSettings, source: str) -> Profile:
     return Profile(
         name=name, description=spec.description, prompt=spec.prompt or GENERAL_PROMPT, model=spec.model,
         fallback_models=spec.fallback_models, tools=tools, permissions=spec.permissions,
-        max_turns=spec.max_turns, limits=spec.limits, isolation=spec.isolation, source=source,
+        max_turns=spec.max_turns, limits=spec.limits, isolation=spec.isolation, runner=spec.runner,
+        source=source,
     )
 
 

@@ -20,6 +20,7 @@ from pydantic_ai.messages import ModelMessage, ToolCallPart, repair_messages
 from pydantic_ai.models.instrumented import InstrumentationSettings
 from pydantic_ai.usage import RunUsage, UsageLimits
 
+from ..runners import find_runner
 from ..settings import LimitSettings
 from ..tools import Spawner, Todo, ToolContext, build_toolset
 from . import tracing, worktrees
@@ -56,6 +57,10 @@ class Services:
     active: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
     # the DBOS workflow tasks around them: a shutdown waits for these too, so DBOS records each outcome
     workflows: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def workspace_for(self, task: Task) -> Path:
+        """Where a task works (its own worktree, or the shared workspace): every runner takes it from here."""
+        return Path(task.workspace) if task.workspace else self.workspace
 
     async def publish(self, event: Any) -> None:
         if event is not None and event is not True:
@@ -128,7 +133,9 @@ async def run_turn(services: Services, task_id: str, turn: int, prompt: str) -> 
     if outer is not None:
         services.workflows.add(outer)
         outer.add_done_callback(services.workflows.discard)
-    inner = asyncio.create_task(_run_agent(services, task, turn, prompt))
+    runner = find_runner(task.model)
+    body = runner.run_turn if runner is not None else _run_agent
+    inner = asyncio.create_task(body(services, task, turn, prompt))
     services.active[task_id] = inner
     try:
         max_runtime = services.limits.max_runtime
@@ -223,8 +230,7 @@ async def _run_agent_body(services: Services, task: Task, turn: int, prompt: str
         model = DurableModel(services.models.resolve, chain, tracker, services.gate, limits,
                              task.limits.get("cost_usd"), on_switch)
         toolset = build_toolset(profile.tools)
-        workspace = Path(task.workspace) if task.workspace else services.workspace
-        deps = ToolContext(task_id=task.id, workspace=workspace, outputs_dir=services.outputs_dir,
+        deps = ToolContext(task_id=task.id, workspace=services.workspace_for(task), outputs_dir=services.outputs_dir,
                            todos=StoreTodos(services, tracker), spawner=services.spawner)
         breaker = LoopBreaker(limits.consecutive_threshold, limits.max_tool_calls, baseline.tool_calls)
         hooks = TaskHooks(tracker, services.gate, store.claim_steering, breaker, profile.permissions, approve)

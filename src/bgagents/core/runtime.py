@@ -28,6 +28,7 @@ from pydantic_ai.models import Model
 from ..conversation.orchestrator import QUEUE as CONVERSATION_QUEUE
 from ..conversation.orchestrator import Conversations
 from ..errors import BgAgentsError, Conflict, InvalidInput, NotFound
+from ..runners import NATIVE, with_runner
 from ..settings import Settings
 from . import db, worktrees
 from .engine import Engine, workflow_id
@@ -233,10 +234,11 @@ class Runtime:
 
     def _pick_model(self, model: str | None, profile: Profile) -> str:
         name = (model or profile.model or self.settings.model or "").strip()
-        if not name:
+        if not name and profile.runner == NATIVE:
             raise InvalidInput("no model given: pass a model (e.g. 'openai:gpt-4o' or 'demo') "
                                "or set BGAGENTS_MODEL", code="no_model")
-        self.models.resolve(name)
+        name = with_runner(name, profile.runner)
+        self.models.check(name)
         return name
 
     async def _enqueue(self, task: Task, prompt: str) -> None:
@@ -337,7 +339,7 @@ class Runtime:
         model_name = self._pick_model(model, profile)
         fallbacks = list(fallback_models if fallback_models is not None else profile.fallback_models)
         for fallback in fallbacks:
-            self.models.resolve(fallback)
+            self.models.check(fallback)
         limits = {**profile.limits, **(limits or {})}
         unknown = sorted(set(limits) - LIMIT_KEYS)
         if unknown:
@@ -529,7 +531,7 @@ class Runtime:
         if not task.finished:
             raise Conflict(f"task {task_id} is {task.status}; resume works on a finished task "
                            "(use send to steer a running one)")
-        self.models.resolve(task.model)
+        self.models.check(task.model)
         turn = task.turn + 1
         event = await self.store.update_task(
             task_id, {"status": "queued", "turn": turn, "finished_at": None, "error": None, "end_reason": None,

@@ -44,10 +44,15 @@ def _toolset(names: tuple[str, ...]) -> FunctionToolset[ToolContext]:
 def summarize_args(tool_name: str, args: dict[str, Any]) -> str:
     """A one-line form of a call for progress displays, e.g. `bash: ls -la`."""
     key = {"bash": "command", "read": "path", "write": "path", "edit": "path", "glob": "pattern",
-           "grep": "pattern", "background_task": "prompt", "background_output": "task_id"}.get(tool_name)
+           "grep": "pattern", "background_task": "prompt", "background_output": "task_id",
+           # Claude Code's tools (the claude-code runner)
+           "Bash": "command", "Read": "file_path", "Write": "file_path", "Edit": "file_path",
+           "NotebookEdit": "notebook_path", "Glob": "pattern", "Grep": "pattern", "WebFetch": "url",
+           "WebSearch": "query", "Agent": "description", "Task": "description", "TaskCreate": "subject",
+           "TaskUpdate": "taskId"}.get(tool_name)
     if key and key in args:
         detail = str(args[key])
-    elif tool_name == "todowrite" and isinstance(args.get("todos"), list):
+    elif tool_name in ("todowrite", "TodoWrite") and isinstance(args.get("todos"), list):
         detail = f"{len(args['todos'])} todos"
     else:
         detail = ", ".join(f"{k}={v}" for k, v in args.items())
