@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -111,3 +110,258 @@ async def test_progress_transcript_and_result(rt: Runtime, claude_env: FakeAnthr
 async def _events(rt: Runtime, task_id: str) -> AsyncIterator[Any]:
     for event in await rt.store.events_since(0, task_id=task_id, limit=10_000):
         yield event
+
+
+def texts_of(body: dict[str, Any]) -> str:
+    return "\n".join(user_texts(body))
+
+
+async def test_resume_continues_the_same_session(rt: Runtime, claude_env: FakeAnthropic) -> None:
+    claude_env.script = lambda body: Reply(text=f"answer {len(user_texts(body))}")
+    task = await rt.launch("first question", model=MODEL)
+    first = await rt.wait(task.id, timeout=60)
+    assert first.status == "completed", first.error
+    await rt.resume(task.id, "second question")
+    second = await rt.wait(task.id, timeout=60)
+    assert second.status == "completed", second.error
+    last = claude_env.main_requests()[-1]
+    assert "first question" in texts_of(last) and "second question" in texts_of(last)
+    assert any("answer" in str(m.get("content")) for m in last["messages"] if m["role"] == "assistant")
+    sessions = {e.data["session_id"] for e in await rt.store.events_since(0, task_id=task.id)
+                if e.type == "task.session"}
+    assert len(sessions) == 1  # both turns ran in one Claude Code session
+    assert [e.content for e in await rt.transcript(task.id) if e.role == "user"] == ["first question",
+                                                                                  "second question"]
+    assert second.progress.requests == 2
+
+
+async def test_fork_whole_and_at_an_earlier_message(rt: Runtime, claude_env: FakeAnthropic) -> None:
+    def script(body: dict[str, Any]) -> Reply:
+        if not tool_results(body):
+            return tool("Bash", command="echo one", description="Say one")
+        return Reply(text="source answer" if "branch" not in texts_of(body) else "branch answer")
+
+    claude_env.script = script
+    source = await rt.launch("source prompt", model=MODEL)
+    assert (await rt.wait(source.id, timeout=60)).status == "completed"
+    rows = await rt.store.message_rows(source.id)
+    assert len(rows) == 4  # prompt, tool call, tool result, answer
+
+    whole = await rt.fork(source.id, "branch whole")
+    assert (await rt.wait(whole.id, timeout=60)).status == "completed"
+    seen = claude_env.main_requests()[-1]
+    assert "source prompt" in texts_of(seen) and "branch whole" in texts_of(seen)
+    assert "source answer" in str(seen["messages"])
+
+    at = await rt.fork(source.id, "branch early", at=3)  # before the source's answer
+    done = await rt.wait(at.id, timeout=60)
+    assert done.status == "completed", done.error
+    seen = claude_env.main_requests()[-1]
+    assert "source prompt" in texts_of(seen) and "branch early" in texts_of(seen)
+    assert "source answer" not in str(seen["messages"]) and len(tool_results(seen)) == 1
+
+    # the source's own session is untouched: resuming it does not see the branches
+    await rt.resume(source.id, "source again")
+    assert (await rt.wait(source.id, timeout=60)).status == "completed"
+    seen = claude_env.main_requests()[-1]
+    assert "branch" not in texts_of(seen)
+
+
+async def test_cancel_interrupts_within_a_second(rt: Runtime, claude_env: FakeAnthropic) -> None:
+    claude_env.script = lambda body: Reply(hang=True)
+    task = await rt.launch("never ends", model=MODEL)
+
+    async def in_flight() -> bool:
+        return bool(claude_env.main_requests()) and bool(claude_children())
+
+    await wait_for(in_flight, timeout=60)
+    started = time.monotonic()
+    cancelled = await rt.cancel(task.id)
+    assert cancelled.status == "cancelled"
+
+    async def gone() -> bool:
+        return not claude_children() and task.id not in rt.services.active
+
+    await wait_for(gone, timeout=10)
+    assert time.monotonic() - started < 1.0
+    assert (await rt.get(task.id)).status == "cancelled"
+
+
+async def test_steer_reaches_the_running_session(rt: Runtime, claude_env: FakeAnthropic) -> None:
+    def script(body: dict[str, Any]) -> Reply:
+        if "also say banana" in texts_of(body):
+            return Reply(text="banana noted")
+        if not tool_results(body):
+            return tool("Bash", command="sleep 1", description="Wait")
+        return Reply(text="no banana", delay=0.5)
+
+    claude_env.script = script
+    task = await rt.launch("work a while", model=MODEL)
+
+    async def running_tool() -> bool:
+        return (await rt.get(task.id)).progress.tool_calls == 1
+
+    await wait_for(running_tool, timeout=60)
+    await rt.send(task.id, "also say banana")
+    done = await rt.wait(task.id, timeout=60)
+    assert done.status == "completed", done.error
+    assert done.result is not None and done.result.text == "banana noted"
+    assert any(e.role == "user" and e.content == "also say banana" for e in await rt.transcript(task.id))
+
+
+@pytest.fixture
+async def careful(claude_env: FakeAnthropic, tmp_path: Path) -> AsyncIterator[Runtime]:
+    from bgagents.settings import ProfileSettings
+
+    settings: Settings = make_settings(tmp_path, agents={"careful": ProfileSettings(
+        runner="claude-code", model="sonnet", permissions={"bash": {"echo safe*": "allow", "*": "ask"}})})
+    async with Runtime(settings) as runtime:
+        yield runtime
+
+
+@pytest.mark.parametrize("decision", ["approve", "deny"])
+async def test_approval_from_a_permission_request(careful: Runtime, claude_env: FakeAnthropic, tmp_path: Path,
+                                                  decision: str) -> None:
+    def script(body: dict[str, Any]) -> Reply:
+        done = tool_results(body)
+        if not done:
+            return tool("Bash", command="echo safe > safe.txt", description="Allowed by the profile")
+        if len(done) == 1:
+            return tool("Bash", command="touch asked.txt", description="Needs a person")
+        return Reply(text=f"result: {done[-1].get('content')}")
+
+    claude_env.script = script
+    task = await careful.launch("make files", agent="careful")
+    assert task.model == MODEL and task.concurrency_key == MODEL
+
+    async def waiting() -> bool:
+        return (await careful.get(task.id)).status == "waiting"
+
+    await wait_for(waiting, timeout=60)
+    [pending] = await careful.approvals()
+    assert pending.task_id == task.id and pending.tool == "Bash" and pending.args["command"] == "touch asked.txt"
+    assert "touch asked.txt" in pending.reason
+    await careful.decide(pending.id, decision, reason="checked")
+    done = await careful.wait(task.id, timeout=60)
+    assert done.status == "completed", done.error
+    workspace = tmp_path / "ws"
+    assert (workspace / "safe.txt").exists()
+    assert (workspace / "asked.txt").exists() == (decision == "approve")
+    if decision == "deny":
+        assert done.result is not None and "denied" in (done.result.text or "")
+
+
+async def test_unanswered_approval_is_denied_after_the_timeout(claude_env: FakeAnthropic, tmp_path: Path) -> None:
+    from bgagents.settings import LimitSettings, ProfileSettings
+
+    claude_env.script = lambda body: (Reply(text="gave up") if tool_results(body)
+                                      else tool("Bash", command="touch late.txt", description="Ask"))
+    settings = make_settings(tmp_path, limits=LimitSettings(approval_timeout=0.5), agents={
+        "careful": ProfileSettings(runner="claude-code", permissions={"bash": "ask"})})
+    async with Runtime(settings) as rt:
+        task = await rt.launch("try", agent="careful")
+        assert task.model == "claude-code:default"
+        done = await rt.wait(task.id, timeout=60)
+        assert done.status == "completed", done.error
+        [expired] = await rt.approvals("denied")
+        assert "no answer" in (expired.decision_reason or "")
+        assert not (tmp_path / "ws" / "late.txt").exists()
+
+
+def events_of(db: Path, task_id: str, kind: str) -> int:
+    import sqlite3
+
+    from bgagents.core.db import events
+
+    with sqlite3.connect(db) as conn:
+        return int(conn.execute(f"SELECT count(*) FROM {events.name} WHERE task_id = ? AND type = ?",
+                                (task_id, kind)).fetchone()[0])
+
+
+def test_kill9_mid_turn_resumes_the_same_session(server_factory: Any, claude_env: FakeAnthropic,
+                                                 tmp_path: Path) -> None:
+    """A real server is killed while Claude Code waits for the model; the restarted server resumes the same
+    session (the model sees what was done, the finished step is not run again), the parent hears once."""
+    recovered = "previous run of this turn was interrupted"
+
+    def script(body: dict[str, Any]) -> Reply:
+        if recovered in texts_of(body):
+            return Reply(text="recovered and done")
+        if not tool_results(body):
+            return tool("Bash", command="echo step >> steps.log", description="Do the step")
+        return Reply(hang=True)
+
+    claude_env.script = script
+    server = server_factory(HOME=os.environ["HOME"], **claude_env.env())
+    server.start()
+    with server.client() as api:
+        parent = api.post("/tasks", json={"prompt": "parent", "model": "demo"}).json()
+        assert api.get(f"/tasks/{parent['id']}/output", params={"wait": True, "timeout": 60}).json()["finished"]
+        child = api.post("/tasks", json={"prompt": "child prompt", "model": MODEL,
+                                         "parent_id": parent["id"]}).json()
+        deadline = time.monotonic() + 60
+        while len(claude_env.main_requests()) < 2:  # the step ran; the model is answering
+            assert time.monotonic() < deadline, server.log_text()
+            time.sleep(0.05)
+    server.kill9()
+    before = len(claude_env.main_requests())
+    server.start()
+    with server.client() as api:
+        done = api.get(f"/tasks/{child['id']}/output", params={"wait": True, "timeout": 60}).json()
+        assert done["status"] == "completed", (done, server.log_text())
+        assert done["result"]["text"] == "recovered and done"
+    resumed = claude_env.main_requests()[before:]
+    assert len(resumed) == 1
+    assert "child prompt" in texts_of(resumed[0]) and len(tool_results(resumed[0])) == 1
+    assert user_texts(resumed[0])[-1].strip().endswith("do not redo steps that are already done.")
+    workspace = server.home / "workspace"
+    assert (workspace / "steps.log").read_text().count("step") == 1
+    assert not list((server.home / "run").glob("*.pid"))
+    server.stop()
+    db = server.home / "bgagents.db"
+    assert events_of(db, parent["id"], "task.children_done") == 1
+
+    # a finished turn is never run again
+    count = len(claude_env.requests)
+    server.start()
+    with server.client() as api:
+        time.sleep(1.0)
+        assert api.get(f"/tasks/{child['id']}").json()["status"] == "completed"
+    server.stop()
+    assert len(claude_env.requests) == count
+    assert events_of(db, parent["id"], "task.children_done") == 1
+
+
+@pytest.mark.parametrize(("limits", "launch_limits", "status", "reason"), [
+    ({"consecutive_threshold": 3}, None, "cancelled", "circuit_breaker"),
+    ({}, {"requests": 2}, "failed", "budget"),
+    ({}, {"tool_calls": 2}, "failed", "budget"),
+    ({"stale_timeout": 1.0}, None, "failed", "stale"),
+])
+async def test_supervision_applies(claude_env: FakeAnthropic, tmp_path: Path, limits: dict[str, float],
+                                   launch_limits: dict[str, float] | None, status: str, reason: str) -> None:
+    from bgagents.settings import LimitSettings
+
+    if reason == "stale":
+        claude_env.script = lambda body: Reply(hang=True)
+    else:  # the same call over and over
+        claude_env.script = lambda body: tool("Bash", command="echo again >> loop.log", description="Again")
+    async with Runtime(make_settings(tmp_path, limits=LimitSettings(**limits))) as rt:
+        task = await rt.launch("loop", model=MODEL, limits=launch_limits)
+        done = await rt.wait(task.id, timeout=60)
+        assert (done.status, done.end_reason) == (status, reason), done.error
+        assert claude_children() == []
+        if reason == "circuit_breaker":
+            assert done.progress.tool_calls == 3
+            assert (tmp_path / "ws" / "loop.log").read_text().count("again") == 2  # the third was refused
+
+
+async def test_fork_of_a_native_task_onto_claude_code(rt: Runtime, claude_env: FakeAnthropic) -> None:
+    claude_env.script = lambda body: Reply(text="continued on Claude Code")
+    source = await rt.launch("list the files", model="demo")
+    assert (await rt.wait(source.id, timeout=60)).status == "completed"
+    fork = await rt.fork(source.id, "now on claude", model=MODEL)
+    done = await rt.wait(fork.id, timeout=60)
+    assert done.status == "completed", done.error
+    first = texts_of(claude_env.main_requests()[-1])
+    assert "<earlier-conversation>" in first and "user: list the files" in first and "now on claude" in first

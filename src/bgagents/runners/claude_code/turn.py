@@ -36,6 +36,7 @@ log = logging.getLogger("bgagents.claude_code")
 STEER_POLL = 2.0  # seconds between reads of the steering queue when no event says there is something
 WAKE_EVENTS = ("task.steered", "task.children_done")
 INTERRUPT_WAIT = 0.3  # seconds the CLI gets to acknowledge an interrupt before its process is ended
+TERMINATE_WAIT = 0.4  # seconds it gets to exit on SIGTERM before SIGKILL: a cancel takes under a second
 OPEN_TODOS = ("pending", "in_progress")
 
 
@@ -122,6 +123,7 @@ async def _converse(services: Services, task: Task, turn: int, prompt: str, plan
     queue: asyncio.Queue[Any] = asyncio.Queue()
     pump: asyncio.Task[None] | None = None
     pending: set[str] = set()
+    answered = False  # the CLI gave its result: it is let to close on its own, flushing its session file
 
     async def send(text: str) -> None:
         message_id = str(uuid.uuid4())
@@ -179,6 +181,7 @@ async def _converse(services: Services, task: Task, turn: int, prompt: str, plan
                 if gate.stopped:
                     raise gate.stopped
                 if message.is_error:
+                    answered = True
                     return _failure(message, task, tracker, baseline)
                 if await steer() or pending:
                     continue
@@ -195,13 +198,14 @@ async def _converse(services: Services, task: Task, turn: int, prompt: str, plan
                     await send("You ended without any output. Reply now with your result.")
                     continue
                 _settle(tracker, message, baseline)
+                answered = True
                 return "completed", output, None, None
     except TurnStopped as stop:
         log.info("task %s ended %s (%s): %s", task.id, stop.status, stop.end_reason, stop.message)
         return stop.status, None, stop.message, stop.end_reason
     finally:
         with contextlib.suppress(BaseException):
-            await _close(client, pump)
+            await _close(client, pump, graceful=answered)
         session.forget_process(run_dir, task.id)
 
 
@@ -262,14 +266,21 @@ def _pid(client: ClaudeSDKClient) -> int | None:
     return pid if isinstance(pid, int) else None
 
 
-async def _close(client: ClaudeSDKClient, pump: asyncio.Task[None] | None) -> None:
-    """Interrupts the CLI, then ends its process at once (the SDK's own close waits seconds for it)."""
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(client.interrupt(), INTERRUPT_WAIT)
+async def _close(client: ClaudeSDKClient, pump: asyncio.Task[None] | None, graceful: bool) -> None:
+    """After its result the CLI closes on its own; a turn stopped midway interrupts it, then ends its
+    process at once (the SDK's own close would wait seconds for it)."""
     process = getattr(getattr(client, "_transport", None), "_process", None)
-    if process is not None and getattr(process, "returncode", 0) is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.terminate()
+    if not graceful:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.interrupt(), INTERRUPT_WAIT)
+        if process is not None and getattr(process, "returncode", 0) is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.terminate()  # the CLI ends the commands it runs
+            try:
+                await asyncio.wait_for(process.wait(), TERMINATE_WAIT)
+            except (TimeoutError, Exception):
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
     if pump is not None:
         pump.cancel()
     with contextlib.suppress(Exception):
