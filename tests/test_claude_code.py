@@ -365,3 +365,20 @@ async def test_fork_of_a_native_task_onto_claude_code(rt: Runtime, claude_env: F
     assert done.status == "completed", done.error
     first = texts_of(claude_env.main_requests()[-1])
     assert "<earlier-conversation>" in first and "user: list the files" in first and "now on claude" in first
+
+
+async def test_isolated_worktree(claude_env: FakeAnthropic, tmp_path: Path) -> None:
+    from tests.test_worktrees import git, repo
+
+    ws = repo(tmp_path / "ws")
+    claude_env.script = lambda body: (Reply(text="edited") if tool_results(body)
+                                      else tool("Bash", command="echo mine >> shared.txt", description="Edit"))
+    async with Runtime(make_settings(tmp_path)) as rt:
+        task = await rt.launch("edit in isolation", model=MODEL, isolation="worktree")
+        done = await rt.wait(task.id, timeout=60)
+        assert done.status == "completed", done.error
+        assert done.result is not None and "shared.txt" in (done.result.diff_stat or "")
+        assert "mine" not in (ws / "shared.txt").read_text()  # the workspace is untouched until a merge
+        await rt.merge(task.id)
+        assert "mine" in (ws / "shared.txt").read_text()
+        assert "bgagents" in git(ws, "log", "--oneline")

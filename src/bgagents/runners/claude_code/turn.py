@@ -23,7 +23,7 @@ from dbos import DBOS
 from ...core.durable import LoopBreaker, ShuttingDown, TurnStopped
 from ...core.profiles import Profile, get_profile
 from ...core.progress import ProgressTracker
-from ...core.runner import Services, _finish, _snapshot
+from ...core.runner import Services, _finish, _snapshot, _worktree_stat
 from ...core.schema import Attempt, Progress, Task
 from ...core.store import load_messages
 from . import session
@@ -84,8 +84,11 @@ async def run_turn(services: Services, task: Task, turn: int, prompt: str) -> st
         log.warning("task %s: Claude Code failed", task.id, exc_info=exc)
         status, output, error, reason = "failed", None, f"Claude Code: {type(exc).__name__}: {exc}", "error"
     attempts.append(Attempt(model=task.model, started_at=started_at, finished_at=services.clock(), error=error))
+    diff_stat = None
+    if status == "completed" and task.worktree is not None and task.worktree.state == "active":
+        diff_stat = await DBOS.run_step_async({"name": "worktree_diff"}, _worktree_stat, task)
     return await DBOS.run_step_async({"name": "finish"}, _finish, services, task, turn, status, tracker,
-                                     messages, output, error, reason, attempts)
+                                     messages, output, error, reason, attempts, diff_stat)
 
 
 async def _deny_leftover_approvals(services: Services, task: Task, turn: int) -> None:
@@ -204,8 +207,11 @@ async def _converse(services: Services, task: Task, turn: int, prompt: str, plan
         log.info("task %s ended %s (%s): %s", task.id, stop.status, stop.end_reason, stop.message)
         return stop.status, None, stop.message, stop.end_reason
     finally:
-        with contextlib.suppress(BaseException):
-            await _close(client, pump, graceful=answered)
+        # in a task of its own: a second cancel (the workflow's) must not leave the CLI running
+        closing = asyncio.create_task(_close(client, pump, graceful=answered))
+        while not closing.done():
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(closing)
         session.forget_process(run_dir, task.id)
 
 
