@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,8 +134,8 @@ async def run_turn(services: Services, task_id: str, turn: int, prompt: str) -> 
         services.workflows.add(outer)
         outer.add_done_callback(services.workflows.discard)
     runner = find_runner(task.model)
-    body = runner.run_turn if runner is not None else _run_agent
-    inner = asyncio.create_task(body(services, task, turn, prompt))
+    inner = asyncio.create_task(_run_agent(services, task, turn, prompt,
+                                           runner.run_turn if runner is not None else _run_agent_body))
     services.active[task_id] = inner
     try:
         max_runtime = services.limits.max_runtime
@@ -190,16 +190,17 @@ def _usage_limits(task: Task, profile: Profile, baseline: Progress) -> UsageLimi
     )
 
 
-async def _run_agent(services: Services, task: Task, turn: int, prompt: str) -> str:
-    """The turn, inside its span when traces are on."""
+async def _run_agent(services: Services, task: Task, turn: int, prompt: str,
+                     body: Callable[[Services, Task, int, str], Awaitable[str]]) -> str:
+    """The turn (the native loop, or another runner's), inside its span when traces are on."""
     provider = services.tracer_provider
     if provider is None:
-        return await _run_agent_body(services, task, turn, prompt)
+        return await body(services, task, turn, prompt)
     parent = await services.store.get_task(task.parent_id) if task.parent_id else None
     with tracing.turn_span(provider, task, turn, tracing.links(task, turn, parent)) as span:
         # kept outside any step: a run that replays this turn after a restart links to this span, then replaces it
         await services.store.update_task(task.id, {"trace": tracing.ref(span, turn)}, None)
-        status = await _run_agent_body(services, task, turn, prompt)
+        status = await body(services, task, turn, prompt)
         tracing.finish(span, status)
         return status
 
