@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
@@ -163,3 +164,50 @@ async def test_streamable_http_behind_the_token(server_factory: Callable[..., Se
         refused = httpx.post(server.url + "/mcp", headers=headers, json={"jsonrpc": "2.0", "id": 1,
                                                                           "method": "tools/list"})
         assert refused.status_code == 401 and refused.json()["error"]["code"] == "unauthorized"
+
+
+def test_the_real_claude_code_cli_as_the_mcp_client(server_factory: Callable[..., ServerProcess],
+                                                     tmp_path: Path) -> None:
+    """Claude Code (the CLI bundled with claude-agent-sdk, offline on a fake Anthropic endpoint) is told by its
+    model to call background_task; `bgagents mcp` on stdio hands it to the running server."""
+    import json
+    import subprocess
+
+    sdk = pytest.importorskip("claude_agent_sdk", reason="needs the bgagents[claude] extra")
+    cli = Path(sdk.__file__).parent / "_bundled" / "claude"
+    if not cli.exists():
+        pytest.skip(f"claude-agent-sdk has no bundled Claude Code CLI at {cli}")
+    from .fake_anthropic import FakeAnthropic, Reply, Steps, tool_results
+
+    server = server_factory(BGAGENTS_MODEL="demo")
+    server.start()
+    config = tmp_path / "mcp.json"
+    config.write_text(json.dumps({"mcpServers": {"bgagents": {
+        "command": sys.executable, "args": ["-m", "bgagents.cli.main", "mcp"],
+        "env": {"BGAGENTS_URL": server.url, "BGAGENTS_TOKEN": server.token, "PYTHONPATH": str(ROOT),
+                "BGAGENTS_HOME": str(server.home)}}}}))
+    home = tmp_path / "claude-home"
+    home.mkdir()
+    call = Reply(tool_uses=[("mcp__bgagents__background_task", {"prompt": "write a note about tea",
+                                                                 "name": "tea-note"})])
+    script = Steps(steps=[call], answer="I started a background agent for the note.")
+    with FakeAnthropic(script) as fake:
+        # ENABLE_TOOL_SEARCH=false: the CLI would otherwise offer MCP tools only through its ToolSearch tool,
+        # which a real model calls first and this scripted one does not
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("BGAGENTS_")}, **fake.env(),
+               "HOME": str(home), "ENABLE_TOOL_SEARCH": "false"}
+        done = subprocess.run([str(cli), "-p", "Write me a note about tea, in the background.", "--mcp-config",
+                               str(config), "--strict-mcp-config", "--allowedTools",
+                               "mcp__bgagents__background_task", "--output-format", "json"],
+                              env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180,
+                              stdin=subprocess.DEVNULL)
+        assert done.returncode == 0, done.stderr[-2000:] + done.stdout[-2000:]
+        assert "background agent" in json.loads(done.stdout)["result"]
+        offered = {t["name"] for t in fake.main_requests()[0]["tools"]}
+        assert {"mcp__bgagents__background_task", "mcp__bgagents__background_output"} <= offered
+        [result] = tool_results(fake.main_requests()[-1])
+        text = json.dumps(result["content"])
+        assert "bg_" in text and not result.get("is_error"), text
+    with server.client() as http:
+        [task] = [t for t in http.get("/tasks", params={"limit": 10}).json() if t["name"] == "tea-note"]
+        assert task["prompt"] == "write a note about tea" and task["id"] in text
