@@ -6,6 +6,8 @@ strings alone:
 - `steps-N[-delay-MS]`: calls the `bash` tool N times (`echo TAG-step-K >> steps.log`, TAG from `tag=TAG`
   in the prompt), then answers "done after N steps";
   waits MS ms mid-answer so a request can be caught in flight.
+- `run`: calls the `bash` tool once with what follows `run:` in the first user message as the command,
+  then answers with what the tool returned.
 - `slow-MS`: answers after MS ms. `hang`: never answers.
 - `error-STATUS`: answers that status with an OpenAI-style error. `flaky-STATUS-K`: STATUS K times, then echo.
 - `malformed`: a 200 whose body is not JSON. Any other name: 404 model_not_found.
@@ -140,6 +142,13 @@ class FakeOpenAI:
                                           "arguments": {"command": f"echo {_tag(messages)}-step-{done + 1}"
                                                         f" >> steps.log"}}], delay=delay)
             return Reply(text=f"done after {n} steps", delay=delay)
+        if model == "run":
+            first = next((_text(m) for m in messages if m.get("role") == "user"), "")
+            results = [_text(m) for m in messages if m.get("role") == "tool"]
+            if not results:
+                command = first.split("run:", 1)[1].strip() if "run:" in first else "true"
+                return Reply(tool_calls=[{"id": "call_1", "name": "bash", "arguments": {"command": command}}])
+            return Reply(text=results[-1])
         if m := re.fullmatch(r"slow-(\d+)", model):
             return Reply(text="slow done", delay=int(m[1]) / 1000)
         if model == "hang":

@@ -17,7 +17,7 @@ from bgagents.core.store import Store
 from bgagents.settings import ConcurrencySettings
 
 from .conftest import Script, make_settings, user_texts
-from .test_builtin_tools import alive
+from .test_orphans import new_mark, processes
 
 
 async def test_launch_runs_tools_and_completes(runtime: Runtime) -> None:
@@ -188,20 +188,19 @@ async def test_cancel_interrupts_model_request_within_a_second(runtime: Runtime)
     assert await runtime.running_counts() == {}
 
 
-async def test_cancel_kills_running_bash_within_a_second(runtime: Runtime, tmp_path: Path) -> None:
-    pidfile = tmp_path / "pid"
-    script = Script(steps=[("bash", {"command": f"echo $$ > {pidfile}; exec sleep 60", "timeout": 120})])
+async def test_cancel_kills_running_bash_within_a_second(runtime: Runtime) -> None:
+    mark = new_mark()  # the command runs in the sandbox: found by its command line, not a pid file
+    script = Script(steps=[("bash", {"command": f"exec sleep 60.{mark}", "timeout": 120})])
     runtime.register_model("m", script.model())
     task = await runtime.launch("sleep", model="m")
     deadline = time.monotonic() + 10
-    while not (pidfile.exists() and pidfile.read_text().strip()):
+    while not processes(mark):
         assert time.monotonic() < deadline
         await asyncio.sleep(0.02)
-    pid = int(pidfile.read_text())
     await runtime.cancel(task.id)
     t0 = time.monotonic()
     while time.monotonic() - t0 < 1.0:
-        if not alive(pid):
+        if not processes(mark):
             break
         await asyncio.sleep(0.02)
     else:

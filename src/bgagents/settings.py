@@ -6,6 +6,7 @@ Every key of the file is also an environment variable: `BGAGENTS_KEY` at top lev
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from pathlib import Path
@@ -48,6 +49,7 @@ class ProfileSettings(BaseModel):
     prompt: str = ""
     isolation: Literal["none", "worktree"] = "none"
     runner: Literal["native", "claude-code"] = "native"  # what runs its turns (see bgagents.runners)
+    network: bool | None = None  # bash in the sandbox has the network; default: `[sandbox] network`
 
 
 class LimitSettings(BaseModel):
@@ -101,6 +103,13 @@ class WebhookSettings(BaseModel):
     subscriptions: list[WebhookSubscriptionSettings] = Field(default_factory=list)
 
 
+class SandboxSettings(BaseModel):
+    """How `bash` runs: in bubblewrap where it works (`auto`), always (`on`, an error where it can't) or never."""
+
+    mode: Literal["auto", "on", "off"] = "auto"
+    network: bool = True  # a profile's `network` key overrides it
+
+
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8321
@@ -127,6 +136,7 @@ class Settings(BaseSettings):
     conversation: ConversationSettings = Field(default_factory=ConversationSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -162,6 +172,8 @@ class Settings(BaseSettings):
             return self.token
         path = self.home.expanduser() / "token"
         if path.exists():
+            with contextlib.suppress(OSError):
+                path.chmod(0o600)
             return path.read_text().strip() or None
         if not create:
             return None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from typing import Any
 
 import sqlalchemy as sa
@@ -199,10 +201,23 @@ def _tune_sqlite(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.execute("PRAGMA foreign_keys=ON")
 
 
+def private_sqlite_file(url: str) -> None:
+    """The database holds every prompt and answer: it is created readable by its owner only (0600),
+    and SQLite gives its -wal and -shm files the mode of the database file."""
+    path = sa.engine.make_url(url).database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(path + suffix, 0o600)
+
+
 def connect(url: str, pool_size: int = 20) -> sa.Engine:
     """An engine with our settings; on SQLite the file is switched to WAL once (it stays so)."""
     if not url.startswith("sqlite"):
         return sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    private_sqlite_file(url)
     engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
                               pool_size=pool_size, max_overflow=pool_size)
     event.listen(engine, "connect", _tune_sqlite)

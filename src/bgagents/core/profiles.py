@@ -40,6 +40,7 @@ class Profile(BaseModel):
     limits: dict[str, float] = Field(default_factory=dict)
     isolation: Literal["none", "worktree"] = "none"
     runner: str = "native"
+    network: bool | None = None  # None: the `[sandbox] network` setting
     source: str = "builtin"
 
 
@@ -62,6 +63,7 @@ def _from_settings(name: str, spec: ProfileSettings, source: str) -> Profile:
         name=name, description=spec.description, prompt=spec.prompt or GENERAL_PROMPT, model=spec.model,
         fallback_models=spec.fallback_models, tools=tools, permissions=spec.permissions,
         max_turns=spec.max_turns, limits=spec.limits, isolation=spec.isolation, runner=spec.runner,
+        network=spec.network,
         source=source,
     )
 

@@ -22,7 +22,7 @@ from pydantic_ai.usage import RunUsage, UsageLimits
 
 from ..runners import find_runner
 from ..settings import LimitSettings
-from ..tools import Spawner, Todo, ToolContext, build_toolset
+from ..tools import Sandbox, Spawner, Todo, ToolContext, build_toolset
 from . import tracing, worktrees
 from .durable import DurableModel, LoopBreaker, ModelChain, ShuttingDown, StepGate, TaskHooks, TurnStopped
 from .events import EventBus
@@ -51,6 +51,7 @@ class Services:
     outputs_dir: Path
     limits: LimitSettings = field(default_factory=LimitSettings)
     spawner: Spawner | None = None
+    sandbox: Sandbox | None = None  # None: bash runs without one
     clock: Callable[[], float] = time.time
     gate: StepGate = field(default_factory=StepGate)
     tracer_provider: TracerProvider | None = None  # traces are off without one
@@ -232,7 +233,8 @@ async def _run_agent_body(services: Services, task: Task, turn: int, prompt: str
                              task.limits.get("cost_usd"), on_switch)
         toolset = build_toolset(profile.tools)
         deps = ToolContext(task_id=task.id, workspace=services.workspace_for(task), outputs_dir=services.outputs_dir,
-                           todos=StoreTodos(services, tracker), spawner=services.spawner)
+                           todos=StoreTodos(services, tracker), spawner=services.spawner,
+                           sandbox=_sandbox(services, task, profile))
         breaker = LoopBreaker(limits.consecutive_threshold, limits.max_tool_calls, baseline.tool_calls)
         hooks = TaskHooks(tracker, services.gate, store.claim_steering, breaker, profile.permissions, approve)
         instructions = "\n\n".join(p for p in (task.instructions, profile.prompt) if p)
@@ -291,6 +293,17 @@ async def _run_agent_body(services: Services, task: Task, turn: int, prompt: str
         diff_stat = await DBOS.run_step_async({"name": "worktree_diff"}, _worktree_stat, task)
     return await DBOS.run_step_async({"name": "finish"}, _finish, services, task, turn, "completed", tracker,
                                      messages, output, None, None, attempts, diff_stat)
+
+
+def _sandbox(services: Services, task: Task, profile: Profile) -> Sandbox | None:
+    """The task's bash sandbox: the profile's network, and a worktree task's own worktree writable."""
+    if services.sandbox is None:
+        return None
+    sandbox = services.sandbox.with_network(profile.network)
+    wt = task.worktree
+    if wt is not None and task.workspace:
+        sandbox = sandbox.in_worktree(Path(task.workspace), Path(wt.path), Path(wt.repo) / ".git")
+    return sandbox
 
 
 async def _worktree_stat(task: Task) -> str:

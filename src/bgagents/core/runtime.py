@@ -31,6 +31,7 @@ from ..errors import BgAgentsError, Conflict, InvalidInput, NotFound
 from ..runners import NATIVE, with_runner
 from ..settings import Settings
 from . import db, worktrees
+from .bash_setup import prepare_bash
 from .engine import Engine, workflow_id
 from .events import EventBus
 from .identity import Lease, lease_for, new_executor_id, pending_executors
@@ -86,7 +87,7 @@ class Runtime:
         """Takes this process's identity lock: on SQLite, `DatabaseInUse` if a live process holds the
         database. `start` does it too; a server calls it first to refuse before it binds its port."""
         if self._lease is None:
-            self.settings.home.mkdir(parents=True, exist_ok=True)
+            self.settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
             lease = lease_for(self.settings.sqlalchemy_url, self.executor_id)
             lease.acquire()
             self._lease = lease
@@ -108,6 +109,7 @@ class Runtime:
         settings = self.settings
         workspace = settings.workspace_path
         workspace.mkdir(parents=True, exist_ok=True)
+        sandbox = await prepare_bash(settings, workspace)
         outputs = settings.home / "outputs"
         outputs.mkdir(parents=True, exist_ok=True)
         self._profiles = load_profiles(settings)
@@ -116,7 +118,7 @@ class Runtime:
         self.services = Services(store=self.store, bus=self.bus, models=self.models, profiles=self.profiles,
                                  workspace=workspace, outputs_dir=outputs.resolve(), limits=settings.limits,
                                  spawner=RuntimeSpawner(self), clock=self.clock,
-                                 tracer_provider=self.tracer_provider)
+                                 tracer_provider=self.tracer_provider, sandbox=sandbox)
         self.conversations = Conversations(self)
         self.conversations.attach()
         c = settings.concurrency

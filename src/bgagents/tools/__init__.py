@@ -11,6 +11,7 @@ from pydantic_ai.toolsets import FunctionToolset
 from .background import background_cancel, background_list, background_output, background_task
 from .context import Spawner, Todo, TodoStore, ToolContext
 from .files import edit, glob, grep, read, write
+from .sandbox import Sandbox, SandboxUnavailable
 from .shell import bash
 from .todos import todoread, todowrite
 from .workspace import WorkspaceError, resolve_path
@@ -61,7 +62,8 @@ def summarize_args(tool_name: str, args: dict[str, Any]) -> str:
 
 
 __all__ = [
-    "BACKGROUND_TOOL_NAMES", "BUILTIN_TOOL_NAMES", "READ_ONLY_TOOL_NAMES", "Spawner", "Todo", "TodoStore",
+    "BACKGROUND_TOOL_NAMES", "BUILTIN_TOOL_NAMES", "READ_ONLY_TOOL_NAMES", "Sandbox", "SandboxUnavailable",
+    "Spawner", "Todo", "TodoStore",
     "ToolContext", "WorkspaceError",
     "build_toolset", "resolve_path", "summarize_args",
 ]

@@ -8,6 +8,8 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel
 
+from .sandbox import Sandbox
+
 
 class Todo(BaseModel):
     content: str
@@ -43,3 +45,4 @@ class ToolContext:
     spawner: Spawner | None = None
     bash_timeout: float = 120.0
     max_output_chars: int = 30_000
+    sandbox: Sandbox | None = None  # None: bash runs without one

@@ -1,30 +1,49 @@
-"""`bash`: runs a command in the workspace, with a timeout, killing its whole process group when stopped."""
+"""`bash`: runs a command in the workspace (in the sandbox when there is one), with a timeout.
+
+No process it starts outlives the call: when the command ends, times out or is cancelled, its process
+group and every process carrying its mark (see `processes`) are killed. When the server dies, bwrap
+takes the sandbox down with it (`--die-with-parent`); without a sandbox, a guard shell that gets
+SIGTERM when the server dies (PR_SET_PDEATHSIG, through util-linux `setpriv`) kills the group, and
+what escaped it is ended when the server starts again (`processes.end_orphans`).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import uuid
 
 from pydantic_ai import RunContext
 
 from .context import ToolContext
+from .processes import MARK, end_run, new_run
+from .sandbox import bash_environment
 
 MAX_TIMEOUT = 600.0
-_SECRET_SUFFIXES = ("_API_KEY", "_TOKEN", "_SECRET", "_PASSWORD")
+# Without a sandbox: runs the command as a child and, on SIGTERM (the server died), kills its whole group.
+GUARD = 'trap "kill -KILL 0" TERM; bash -c "$1" & wait $!'
 
 
-def _clean_env() -> dict[str, str]:
-    """The environment without keys and tokens: a command must never see the runtime's secrets."""
-    return {k: v for k, v in os.environ.items()
-            if not k.upper().endswith(_SECRET_SUFFIXES) and "SECRET" not in k.upper()}
+def command_line(deps: ToolContext, command: str) -> list[str]:
+    if deps.sandbox is not None:
+        return deps.sandbox.argv(["bash", "-c", command])
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return ["bash", "-c", command]
+    return [setpriv, "--pdeathsig", "TERM", "--", "bash", "-c", GUARD, "bash", command]
 
 
 def _kill_group(proc: asyncio.subprocess.Process, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
+
+
+def _end(proc: asyncio.subprocess.Process, run: str) -> None:
+    _kill_group(proc, signal.SIGKILL)
+    end_run(run)
 
 
 async def bash(ctx: RunContext[ToolContext], command: str, timeout: float | None = None) -> str:
@@ -36,9 +55,11 @@ async def bash(ctx: RunContext[ToolContext], command: str, timeout: float | None
     """
     deps = ctx.deps
     limit = min(max(timeout or deps.bash_timeout, 1.0), MAX_TIMEOUT)
+    run = new_run()
     proc = await asyncio.create_subprocess_exec(
-        "bash", "-c", command, cwd=deps.workspace, env=_clean_env(), stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+        *command_line(deps, command), cwd=deps.workspace, env={**bash_environment(os.environ), MARK: run},
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,
     )
     chunks: list[bytes] = []
 
@@ -50,23 +71,24 @@ async def bash(ctx: RunContext[ToolContext], command: str, timeout: float | None
     reader = asyncio.create_task(collect())
     timed_out = False
     try:
-        await asyncio.wait_for(asyncio.shield(reader), timeout=limit)
-        await proc.wait()
-    except TimeoutError:
-        timed_out = True
-        _kill_group(proc, signal.SIGTERM)
         try:
-            await asyncio.wait_for(proc.wait(), timeout=1.0)
+            await asyncio.wait_for(proc.wait(), timeout=limit)
         except TimeoutError:
-            _kill_group(proc, signal.SIGKILL)
-            await proc.wait()
-        reader.cancel()
+            timed_out = True
+            _kill_group(proc, signal.SIGTERM)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), timeout=1.0)
+        # what it left running in the background goes too; then the output is whole
+        await asyncio.to_thread(_end, proc, run)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(reader), timeout=5.0)
     except asyncio.CancelledError:
-        _kill_group(proc, signal.SIGKILL)
+        await asyncio.shield(asyncio.to_thread(_end, proc, run))
+        raise
+    finally:
         reader.cancel()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(proc.wait(), timeout=1.0)
-        raise
     output = b"".join(chunks).decode("utf-8", errors="replace")
     output = _cut(deps, output)
     if timed_out:

@@ -1,0 +1,133 @@
+"""bash cannot reach the server's secrets: bubblewrap sandbox, scrubbed environment, private files."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import socket
+import stat
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from bgagents import Runtime
+from bgagents.settings import ProfileSettings, SandboxSettings
+from bgagents.tools.sandbox import SandboxUnavailable, bash_environment, choose
+
+from .conftest import Script, ServerProcess, make_settings
+from .fake_openai import FakeOpenAI, env_for
+from .test_durability import wait_for
+
+
+def _bwrap_works() -> bool:
+    if shutil.which("bwrap") is None:
+        return False
+    sandbox, _ = asyncio.run(choose("auto", Path("/tmp"), Path("/tmp"), [], True))
+    return sandbox is not None
+
+
+needs_bwrap = pytest.mark.skipif(not _bwrap_works(), reason="bubblewrap is not installed or cannot run here")
+
+
+@needs_bwrap
+def test_a_tasks_bash_cannot_read_the_servers_secrets(server_factory: Callable[..., ServerProcess]) -> None:
+    with FakeOpenAI() as fake:
+        server = server_factory(**env_for(fake.base_url), BGAGENTS_TOKEN="", MY_SERVICE_API_KEY="sk-live-abc123",
+                                DEPLOY_PASSWORD="hunter2", HARMLESS_SETTING="visible-value")
+        server.start()
+        server.token = (server.home / "token").read_text().strip()
+        assert server.proc is not None
+        home = server.home
+        command = (f"env; cat /proc/$PPID/environ; cat /proc/[0-9]*/environ; cat /proc/{server.proc.pid}/environ; "
+                   f"cat {home}/token; head -c 16 {home}/bgagents.db; cat {home}/bgagents.db-wal; echo LS:; "
+                   f"ls -A {home}; echo written > proof.txt; cat proof.txt; echo > /tmp/scratch && echo TMP-OK")
+        with server.client() as client:
+            task = client.post("/tasks", json={"prompt": f"run: {command}", "model": "openai-chat:run"}).json()
+            wait_for(lambda: client.get(f"/tasks/{task['id']}").json()["status"] == "completed", 30, "the task")
+            out = client.get(f"/tasks/{task['id']}").json()["result"]["text"]
+    for secret in (server.token, "sk-live-abc123", "hunter2", "test-key", "SQLite format"):
+        assert secret not in out, (secret, out)
+    assert "visible-value" in out  # what is not a secret is passed on
+    assert out.split("LS:")[1].split()[0] == "workspace"  # the home shows only the workspace
+    assert "written" in out and (home / "workspace" / "proof.txt").read_text() == "written\n"
+    assert "TMP-OK" in out
+
+
+@pytest.fixture
+def listener() -> Iterator[int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        yield sock.getsockname()[1]
+
+
+@needs_bwrap
+async def test_network_is_on_or_off_per_profile(tmp_path: Path, listener: int) -> None:
+    settings = make_settings(tmp_path, sandbox=SandboxSettings(network=False),
+                             agents={"online": ProfileSettings(network=True)})
+    command = f"exec 3<>/dev/tcp/127.0.0.1/{listener} && echo CONNECTED"
+    async with Runtime(settings) as rt:
+        rt.register_model("m", Script(steps=[("bash", {"command": command})], answer="finished").model())
+        offline = await rt.wait((await rt.launch("x", model="m")).id, timeout=30)
+        online = await rt.wait((await rt.launch("x", model="m", agent="online")).id, timeout=30)
+        out = {name: "\n".join(str(e.content) for e in await rt.transcript(t.id) if e.role == "tool_result")
+               for name, t in (("offline", offline), ("online", online))}
+    assert "CONNECTED" in out["online"]
+    assert "CONNECTED" not in out["offline"] and "exit code" in out["offline"]
+
+
+async def test_off_mode_runs_bash_without_the_sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
+    outside = tmp_path / "outside.txt"
+    outside.write_text("seen from outside")
+    command = f"cat {outside}; echo made > made.txt; env"
+    async with Runtime(make_settings(tmp_path, sandbox=SandboxSettings(mode="off"))) as rt:
+        assert rt.services.sandbox is None
+        rt.register_model("m", Script(steps=[("bash", {"command": command})]).model())
+        task = await rt.wait((await rt.launch("x", model="m")).id, timeout=30)
+        out = "\n".join(str(e.content) for e in await rt.transcript(task.id) if e.role == "tool_result")
+    assert "seen from outside" in out and (tmp_path / "ws" / "made.txt").read_text() == "made\n"
+    assert "sk-secret" not in out
+
+
+async def test_mode_on_without_bwrap_is_an_error_and_auto_is_a_note(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(SandboxUnavailable, match="bwrap is not installed"):
+        await choose("on", tmp_path, tmp_path / "home", [], True)
+    with caplog.at_level(logging.WARNING, logger="bgagents"):
+        async with Runtime(make_settings(tmp_path)) as rt:
+            assert rt.services.sandbox is None
+    notes = [r.getMessage() for r in caplog.records if "without a sandbox" in r.getMessage()]
+    assert len(notes) == 1 and "bubblewrap" in notes[0] and "\n" not in notes[0]
+
+
+async def test_database_and_token_files_are_private(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    async with Runtime(settings) as rt:
+        rt.register_model("m", Script(steps=[("todoread", {})]).model())
+        await rt.wait((await rt.launch("x", model="m")).id, timeout=30)
+        files = [tmp_path / "home" / name for name in ("bgagents.db", "bgagents.db-wal", "bgagents.db-shm")]
+        assert all(f.exists() for f in files)
+        modes = {f.name: stat.S_IMODE(f.stat().st_mode) for f in files}
+    settings.resolve_token(create=True)
+    modes["token"] = stat.S_IMODE((tmp_path / "home" / "token").stat().st_mode)
+    assert modes == dict.fromkeys(modes, 0o600)
+    assert stat.S_IMODE((tmp_path / "home").stat().st_mode) == 0o700
+
+
+def test_the_environment_rule() -> None:
+    given = {
+        "PATH": "/usr/bin", "HOME": "/root", "LANG": "C.UTF-8", "LC_ALL": "C", "TERM": "xterm", "TZ": "UTC",
+        "VIRTUAL_ENV": "/venv", "EDITOR": "vi",
+        "OPENAI_API_KEY": "x", "ANTHROPIC_API_KEY": "x", "BGAGENTS_TOKEN": "x", "BGAGENTS_DATABASE_URL": "x",
+        "GITHUB_TOKEN": "x", "AWS_SECRET_ACCESS_KEY": "x", "PGPASSWORD": "x", "my_password": "x",
+        "GOOGLE_APPLICATION_CREDENTIALS": "x", "SSH_AUTH_SOCK": "x", "SESSION_COOKIE": "x",
+        "DATABASE_URL": "postgresql://app:s3cret@db/app", "MIRROR": "https://example.org/simple",
+    }
+    kept = bash_environment(given)
+    assert sorted(kept) == ["EDITOR", "HOME", "LANG", "LC_ALL", "MIRROR", "PATH", "TERM", "TZ", "VIRTUAL_ENV"]
+    assert bash_environment(os.environ).get("PATH") == os.environ.get("PATH")
