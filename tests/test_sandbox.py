@@ -131,3 +131,23 @@ def test_the_environment_rule() -> None:
     kept = bash_environment(given)
     assert sorted(kept) == ["EDITOR", "HOME", "LANG", "LC_ALL", "MIRROR", "PATH", "TERM", "TZ", "VIRTUAL_ENV"]
     assert bash_environment(os.environ).get("PATH") == os.environ.get("PATH")
+
+
+@needs_bwrap
+async def test_a_task_in_its_own_worktree_can_commit_there_and_nowhere_else(tmp_path: Path) -> None:
+    from .test_worktrees import git, repo
+
+    ws = repo(tmp_path / "ws")
+    command = ("echo new > new.txt && git -c user.name=a -c user.email=a@a add new.txt && "
+               "git -c user.name=a -c user.email=a@a commit -qm 'by the agent' && echo COMMITTED; "
+               f"echo x > {ws}/shared.txt")
+    async with Runtime(make_settings(tmp_path)) as rt:
+        assert rt.services.sandbox is not None
+        rt.register_model("m", Script(steps=[("bash", {"command": command})]).model())
+        task = await rt.launch("x", model="m", isolation="worktree")
+        task = await rt.wait(task.id, timeout=30)
+        out = "\n".join(str(e.content) for e in await rt.transcript(task.id) if e.role == "tool_result")
+        assert task.worktree is not None
+        assert "COMMITTED" in out, out
+        assert "by the agent" in git(Path(task.worktree.path), "log", "--oneline")
+    assert (ws / "shared.txt").read_text().startswith("line 1")  # the shared workspace is not writable
