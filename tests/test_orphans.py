@@ -68,7 +68,7 @@ def test_kill_9_of_the_server_leaves_no_tool_process(server_factory: Callable[..
         server.start(timeout=90)  # a loaded machine can take long to import everything
         with server.client() as client:
             task = client.post("/tasks", json={"prompt": f"run: {command}", "model": "openai-chat:run"}).json()
-            wait_for(lambda: running_tree(f"1000.{mark}"), 30, "the command and its children to run")
+            wait_for(lambda: running_tree(f"1000.{mark}"), 60, "the command and its children to run")
         server.kill9()
         escaped = [["sleep", f"1000.{mark}1"]]  # left its process group: only a restart can find it
         expected_after_kill = [] if mode == "auto" else escaped
@@ -77,9 +77,9 @@ def test_kill_9_of_the_server_leaves_no_tool_process(server_factory: Callable[..
         server.start(timeout=90)
         runs = server.home / "workspace" / "runs"
         with server.client() as client:
-            wait_for(lambda: runs.read_text().strip() == "2", 30, "the interrupted call to run again")
+            wait_for(lambda: runs.read_text().strip() == "2", 60, "the interrupted call to run again")
             assert processes(f"1000.{mark}") == []  # the first copy is gone while the second runs
-            wait_for(lambda: client.get(f"/tasks/{task['id']}").json()["status"] == "completed", 30, "the task")
+            wait_for(lambda: client.get(f"/tasks/{task['id']}").json()["status"] == "completed", 60, "the task")
             assert "finished run 2" in client.get(f"/tasks/{task['id']}").json()["result"]["text"]
     assert runs.read_text().strip() == "2"
     assert processes(mark) == []
