@@ -53,14 +53,16 @@ def first_match(table: dict[str, Decision], text: str) -> tuple[Decision, str | 
 
 
 def decide(permissions: dict[str, Any], tool: str, args: dict[str, Any],
-           workspace: Path | None = None) -> tuple[Decision, str]:
-    """The decision for one call and why, in words a person reading an approval request understands."""
+           workspace: Path) -> tuple[Decision, str]:
+    """The decision for one call and why, in words a person reading an approval request understands.
+
+    `workspace` is where the call runs: bash redirections are judged inside or outside it."""
     rule = permissions.get(tool, permissions.get("*", "allow"))
     if isinstance(rule, str):
         return rule, f"the agent's permission for {tool} is '{rule}'"  # type: ignore[return-value]
     text = subject(tool, args)
     if tool == "bash" and isinstance(args.get("command"), str):
-        return _decide_bash(rule, text, workspace or Path.cwd())
+        return _decide_bash(rule, text, workspace)
     decision, pattern = first_match(rule, text)
     if pattern is None:
         return "ask", f"'{text}' matches none of the agent's {tool} patterns"

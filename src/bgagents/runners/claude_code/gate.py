@@ -60,7 +60,8 @@ class ToolGate:
         except TurnStopped as stop:
             self.stopped = self.stopped or stop
             return _decision("deny", stop.message)
-        decision, why = decide(self.permissions, TOOL_NAMES.get(tool, tool), permission_args(tool, args))
+        decision, why = decide(self.permissions, TOOL_NAMES.get(tool, tool), permission_args(tool, args),
+                               self.services.workspace_for(self.task))
         if decision == "ask" and tool_use_id:
             self._why[tool_use_id] = why
         return _decision(decision, why)
