@@ -6,14 +6,16 @@ message when `stream` is false. What it answers is scripted per test: `script(bo
 request body is kept (`requests`), and `main_requests()` keeps those of the agent itself (the ones
 that offer tools), so a test can check what the CLI sent. Anything else the CLI calls at start
 (count_tokens and the like) gets a harmless answer.
+
+`python -m tests.fake_anthropic --port 8765` runs it on its own with a small scripted agent (it plans
+two todos, lists the workspace, writes a note), to try the Claude Code runner by hand.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
-import threading
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +25,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from .background_server import BackgroundServer
 
 
 @dataclass
@@ -80,8 +84,7 @@ class FakeAnthropic:
         self.requests: list[dict[str, Any]] = []
         self.finished = 0  # streamed answers sent to the end
         self._ids = 0
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: BackgroundServer | None = None
         self.port = 0
         self.app = Starlette(routes=[
             Route("/v1/messages", self.messages, methods=["POST"]),
@@ -180,21 +183,39 @@ class FakeAnthropic:
     # -- running -----------------------------------------------------------------------------------
 
     def __enter__(self) -> FakeAnthropic:
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning",
-                                timeout_graceful_shutdown=1, lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("fake Anthropic server did not start")
-            time.sleep(0.01)
-        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        self._server = BackgroundServer(self.app, "fake Anthropic server")
+        self.port = self._server.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._server.stop()
+
+
+def demo_script() -> Steps:
+    return Steps([
+        tool("TaskCreate", subject="Look at the workspace", description="List what is there"),
+        tool("TaskCreate", subject="Write a note", description="Say what was found"),
+        tool("TaskUpdate", taskId="1", status="in_progress"),
+        Reply(tool_uses=[("Bash", {"command": "ls -la", "description": "List the workspace"})], delay=1.0),
+        tool("TaskUpdate", taskId="1", status="completed"),
+        tool("TaskUpdate", taskId="2", status="in_progress"),
+        Reply(tool_uses=[("Write", {"file_path": "note.md", "content": "The workspace was looked at.\n"})],
+              delay=1.0),
+        tool("TaskUpdate", taskId="2", status="completed"),
+    ], answer="I listed the workspace and wrote note.md.")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="A fake Anthropic Messages endpoint with a scripted agent")
+    parser.add_argument("--port", type=int, default=8765)
+    args = parser.parse_args()
+    fake = FakeAnthropic(demo_script())
+    config = uvicorn.Config(fake.app, host="127.0.0.1", port=args.port, log_level="warning", lifespan="off")
+    print(f"export ANTHROPIC_BASE_URL=http://127.0.0.1:{args.port} ANTHROPIC_API_KEY=test-key "
+          "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1", flush=True)
+    uvicorn.Server(config).run()
+
+
+if __name__ == "__main__":
+    main()

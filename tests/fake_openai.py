@@ -32,7 +32,6 @@ import asyncio
 import hashlib
 import json
 import re
-import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
@@ -44,6 +43,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from .background_server import BackgroundServer
 
 ERRORS = {
     400: ("invalid_request_error", "invalid_request"),
@@ -111,8 +112,7 @@ class FakeOpenAI:
         self.in_flight = 0  # requests being answered now, and the most seen at once
         self.max_in_flight = 0
         self._flaky: dict[str, int] = {}
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: BackgroundServer | None = None
         self.port = 0
         self.app = Starlette(routes=[
             Route("/v1/chat/completions", self.completions, methods=["POST"]),
@@ -334,22 +334,13 @@ class FakeOpenAI:
                               timeout_graceful_shutdown=1, lifespan="off")
 
     def __enter__(self) -> FakeOpenAI:
-        self._server = uvicorn.Server(self._config(0))
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("fake OpenAI server did not start")
-            time.sleep(0.01)
-        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        self._server = BackgroundServer(self.app, "fake OpenAI server")
+        self.port = self._server.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._server.stop()
 
 
 def env_for(base_url: str) -> dict[str, str]:

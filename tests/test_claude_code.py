@@ -70,7 +70,7 @@ async def wait_for(predicate: Any, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not await predicate():
         assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.02)
 
 
 async def test_progress_transcript_and_result(rt: Runtime, claude_env: FakeAnthropic, tmp_path: Path) -> None:
@@ -352,7 +352,7 @@ async def test_supervision_applies(claude_env: FakeAnthropic, tmp_path: Path, li
         assert (done.status, done.end_reason) == (status, reason), done.error
         assert claude_children() == []
         if reason == "circuit_breaker":
-            assert done.progress.tool_calls == 3
+            assert "called 3 times in a row" in (done.error or "")
             assert (tmp_path / "ws" / "loop.log").read_text().count("again") == 2  # the third was refused
 
 

@@ -49,9 +49,10 @@ def summarize_args(tool_name: str, args: dict[str, Any]) -> str:
            # Claude Code's tools (the claude-code runner)
            "Bash": "command", "Read": "file_path", "Write": "file_path", "Edit": "file_path",
            "NotebookEdit": "notebook_path", "Glob": "pattern", "Grep": "pattern", "WebFetch": "url",
-           "WebSearch": "query", "Agent": "description", "Task": "description", "TaskCreate": "subject",
-           "TaskUpdate": "taskId"}.get(tool_name)
-    if key and key in args:
+           "WebSearch": "query", "Agent": "description", "Task": "description", "TaskCreate": "subject"}.get(tool_name)
+    if tool_name == "TaskUpdate":
+        detail = " ".join(str(args[k]) for k in ("taskId", "status", "subject") if k in args)
+    elif key and key in args:
         detail = str(args[key])
     elif tool_name in ("todowrite", "TodoWrite") and isinstance(args.get("todos"), list):
         detail = f"{len(args['todos'])} todos"

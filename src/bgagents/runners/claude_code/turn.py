@@ -35,8 +35,8 @@ log = logging.getLogger("bgagents.claude_code")
 
 STEER_POLL = 2.0  # seconds between reads of the steering queue when no event says there is something
 WAKE_EVENTS = ("task.steered", "task.children_done")
-INTERRUPT_WAIT = 0.3  # seconds the CLI gets to acknowledge an interrupt before its process is ended
-TERMINATE_WAIT = 0.4  # seconds it gets to exit on SIGTERM before SIGKILL: a cancel takes under a second
+INTERRUPT_WAIT = 0.2  # seconds the CLI gets to acknowledge an interrupt before its process is ended
+TERMINATE_WAIT = 0.3  # seconds it gets to exit on SIGTERM before SIGKILL: a cancel takes well under a second
 OPEN_TODOS = ("pending", "in_progress")
 
 
