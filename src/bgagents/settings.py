@@ -7,14 +7,16 @@ Every key of the file is also an environment variable: `BGAGENTS_KEY` at top lev
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -110,6 +112,28 @@ class SandboxSettings(BaseModel):
     network: bool = True  # a profile's `network` key overrides it
 
 
+class TelegramSettings(BaseModel):
+    """The Telegram channel: on when `token` is set. Each allowed chat is one conversation."""
+
+    token: SecretStr | None = None  # from @BotFather
+    # chat ids; in the environment also "123,-456" or "[123, -456]"
+    allowed_chats: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    api_url: str = "https://api.telegram.org"  # another Bot API server (self-hosted, or a test one)
+    webhook_url: str | None = None  # set: Telegram posts updates to it (it must reach /telegram/webhook)
+    webhook_secret: SecretStr | None = None  # checked on every webhook call; default: derived from the token
+    poll_timeout: int = Field(30, ge=0, le=50)  # seconds one getUpdates long poll may wait
+
+    @field_validator("allowed_chats", mode="before")
+    @classmethod
+    def _chat_list(cls, value: Any) -> Any:
+        if isinstance(value, int):
+            return [value]
+        if isinstance(value, str):
+            text = value.strip()
+            return json.loads(text) if text.startswith("[") else text.replace(",", " ").split()
+        return value
+
+
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8321
@@ -137,6 +161,7 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    telegram: TelegramSettings = Field(default_factory=TelegramSettings)
 
     @classmethod
     def settings_customise_sources(

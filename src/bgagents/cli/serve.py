@@ -12,8 +12,11 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import uvicorn
+from fastapi import FastAPI
 
 from .. import traces
 from ..core.identity import DatabaseInUse
@@ -59,6 +62,31 @@ def _stop_workers(procs: list[subprocess.Popen[bytes]], timeout: float = 30.0) -
             proc.wait()
 
 
+def with_telegram(app: FastAPI, runtime: Runtime, settings: Settings) -> None:
+    """The Telegram channel runs inside the app's lifespan, after the runtime starts and before it stops."""
+    try:
+        from ..channels.telegram import TelegramChannel
+        from ..channels.telegram.webhook import webhook_router
+    except ImportError:
+        raise SystemExit("[telegram] token is set but the Telegram channel is not installed: "
+                         "pip install 'bgagents[telegram]'") from None
+    channel = TelegramChannel(runtime, settings.telegram)
+    if channel.webhook:
+        app.include_router(webhook_router(channel))
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(a: FastAPI) -> AsyncIterator[None]:
+        async with inner(a):
+            await channel.start()
+            try:
+                yield
+            finally:
+                await channel.stop()
+
+    app.router.lifespan_context = lifespan
+
+
 def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     """The API and a task worker in this process, and `workers - 1` worker processes beside it."""
     check_workers(settings, workers)
@@ -69,6 +97,8 @@ def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> No
     runtime = Runtime(settings, tracer_provider=tracer_provider)
     _claim(runtime)  # before the port is bound: a second server on the same SQLite home stops here
     app = create_app(runtime, token, host=host)
+    if settings.telegram.token is not None:
+        with_telegram(app, runtime, settings)
     where = "BGAGENTS_TOKEN" if settings.token else str(settings.home / "token")
     more = f", {workers - 1} more worker process(es)" if workers > 1 else ""
     print(f"bgagents serving on http://{host}:{port} (home {settings.home}, token from {where}{more})",

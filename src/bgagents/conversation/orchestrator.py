@@ -24,9 +24,12 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import sqlalchemy as sa
 from dbos import DBOS
 from pydantic import ValidationError
 
@@ -64,6 +67,15 @@ async def conversation_workflow(conversation_id: str) -> None:
     if _current is None:
         raise RuntimeError("the bgagents runtime is not started in this process")
     await _current.drain(conversation_id)
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where an event comes from outside: `key` is stored with it once (a redelivery is ignored) and
+    `record(conn)` runs in the transaction that stores it (e.g. a channel's read offset)."""
+
+    key: str
+    record: Callable[[sa.Connection], None] | None = None
 
 
 def check_id(conversation_id: str) -> str:
@@ -183,8 +195,12 @@ class Conversations:
         self.runtime.models.resolve(name)
         return name
 
-    async def post(self, cid: str, type_: EventType, label: str, **fields: Any) -> EventRecord:
-        """Stores an event in the conversation's queue (before anything else), then wakes its drain."""
+    async def post(self, cid: str, type_: EventType, label: str, *, source: Source | None = None,
+                   **fields: Any) -> EventRecord:
+        """Stores an event in the conversation's queue (before anything else), then wakes its drain.
+
+        An event from outside (a channel's update) names its `source`: one already stored is not
+        stored again, and the source's own record is written in the same transaction."""
         check_id(cid)
         self.main_model()  # a missing model is an error now, not an event that can never run
 
@@ -192,16 +208,19 @@ class Conversations:
             event = ConversationEvent(name=name, type=type_, time=self.now(), **fields)
             return event.model_dump(mode="json", exclude_none=True)
 
-        record, stored = await self.store.add_event(cid, type_, label, build)
-        await self.publish(stored)
-        await self.kick(cid)
+        key, record_source = (source.key, source.record) if source is not None else (None, None)
+        record, stored = await self.store.add_event(cid, type_, label, build, key, record_source)
+        if stored is not None:
+            await self.publish(stored)
+            await self.kick(cid)
         return record
 
-    async def message(self, cid: str, text: str, files: list[str] | None = None) -> EventRecord:
+    async def message(self, cid: str, text: str, files: list[str] | None = None, *,
+                      source: Source | None = None) -> EventRecord:
         if not (text or "").strip() and not files:
             raise InvalidInput("the message is empty", code="empty_message")
         paths = [self._workspace_file(f) for f in files or []]
-        return await self.post(cid, "user-message", text or "files", text=text or None, files=paths)
+        return await self.post(cid, "user-message", text or "files", text=text or None, files=paths, source=source)
 
     def _workspace_file(self, path: str) -> str:
         """A file of a message: a path inside the workspace, kept relative to it."""
@@ -211,16 +230,17 @@ class Conversations:
         except WorkspaceError as exc:
             raise InvalidInput(str(exc), code="bad_path") from None
 
-    async def button(self, cid: str, label: str) -> EventRecord:
+    async def button(self, cid: str, label: str, *, source: Source | None = None) -> EventRecord:
         if not (label or "").strip():
             raise InvalidInput("the button label is empty")
-        return await self.post(cid, "button-click", label, button=label)
+        return await self.post(cid, "button-click", label, button=label, source=source)
 
-    async def background_command(self, cid: str, prompt: str, name: str | None = None) -> EventRecord:
+    async def background_command(self, cid: str, prompt: str, name: str | None = None, *,
+                                 source: Source | None = None) -> EventRecord:
         """`/bg PROMPT`: the person asks for background work directly; the main agent starts it."""
         if not (prompt or "").strip():
             raise InvalidInput("the prompt is empty", code="empty_prompt")
-        return await self.post(cid, "user-message", name or prompt, text=prompt,
+        return await self.post(cid, "user-message", name or prompt, text=prompt, source=source,
                                instructions="The person asks for this to run as a background agent: start it with "
                                             "background_agents and tell them briefly.")
 

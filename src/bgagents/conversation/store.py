@@ -73,28 +73,40 @@ class ConversationStore:
         return taken - 1
 
     def insert_event(self, conn: sa.Connection, cid: str, type_: str, label: str,
-                     build: Callable[[str], dict[str, Any]]) -> tuple[EventRecord, Event]:
+                     build: Callable[[str], dict[str, Any]], source: str | None = None) -> tuple[EventRecord, Event]:
         """Appends an event to the queue: the next seq, a unique name, `build(name)` as its data."""
         seq = self._take_seq(conn, cid)
         name = self.unique_name(conn, cid, label)
         data = to_jsonable_python(build(name))
         now = self.clock()
         conn.execute(db.conv_events.insert().values(conversation_id=cid, seq=seq, name=name, type=type_, data=data,
-                                                    time=now, status="pending"))
+                                                    time=now, status="pending", source=source))
         record = EventRecord(seq=seq, name=name, type=type_, time=now, status="pending", data=data)
         stored = self.store.insert_event(conn, "conversation.event", None,
                                          {"seq": seq, "name": name, "type": type_, "event": data},
                                          conversation_id=cid)
         return record, stored
 
-    def add_event_sync(self, cid: str, type_: str, label: str,
-                       build: Callable[[str], dict[str, Any]]) -> tuple[EventRecord, Event]:
+    def add_event_sync(self, cid: str, type_: str, label: str, build: Callable[[str], dict[str, Any]],
+                       source: str | None = None, with_event: Callable[[sa.Connection], None] | None = None,
+                       ) -> tuple[EventRecord, Event | None]:
+        """Stores an event; one whose `source` is already stored is not stored again (no new event then).
+        `with_event` runs in the same transaction (a channel records how far it has read)."""
         with self.engine.begin() as conn:
-            return self.insert_event(conn, cid, type_, label, build)
+            existing = None if source is None else conn.execute(
+                sa.select(db.conv_events).where(db.conv_events.c.source == source)).first()
+            if existing is not None:
+                record, stored = _event(existing), None
+            else:
+                record, stored = self.insert_event(conn, cid, type_, label, build, source)
+            if with_event is not None:
+                with_event(conn)
+            return record, stored
 
-    async def add_event(self, cid: str, type_: str, label: str,
-                        build: Callable[[str], dict[str, Any]]) -> tuple[EventRecord, Event]:
-        return await self.run(self.add_event_sync, cid, type_, label, build)
+    async def add_event(self, cid: str, type_: str, label: str, build: Callable[[str], dict[str, Any]],
+                        source: str | None = None, with_event: Callable[[sa.Connection], None] | None = None,
+                        ) -> tuple[EventRecord, Event | None]:
+        return await self.run(self.add_event_sync, cid, type_, label, build, source, with_event)
 
     def next_work_sync(self, cid: str) -> tuple[str, int] | None:
         """What the conversation does next: an ended turn's outcome first, else the oldest pending event."""

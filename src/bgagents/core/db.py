@@ -136,6 +136,8 @@ conv_events = sa.Table(
     sa.Column("task_id", sa.String(64), nullable=True),  # the session whose turn took it
     sa.Column("turn", sa.Integer, nullable=True),
     sa.Column("plan", sa.JSON, nullable=True),  # how its turn starts (new, resume, fork) and its prompt, decided once
+    # where it came from outside (e.g. a Telegram update): the same source is stored once, so a redelivery is ignored
+    sa.Column("source", sa.String(128), nullable=True, unique=True),
     sa.UniqueConstraint("conversation_id", "seq"),
     sa.Index("ix_bg_conv_events_pending", "conversation_id", "status"),
 )
