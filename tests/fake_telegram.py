@@ -138,6 +138,7 @@ class FakeTelegram:
         self.port = free_port()
         self.lock = threading.Lock()
         self.updates: list[dict[str, Any]] = []  # not yet confirmed by an offset
+        self.history: list[dict[str, Any]] = []  # every update injected
         self.sent: list[Sent] = []
         self.calls: list[tuple[str, dict[str, Any]]] = []  # every API call, its parameters
         self.refusals: list[tuple[str, str]] = []  # (method, description) of every 400 answered
@@ -191,7 +192,13 @@ class FakeTelegram:
         with self.lock:
             update_id = next(self._ids)
             self.updates.append({"update_id": update_id, **update})
+            self.history.append(self.updates[-1])
             return update_id
+
+    def unconfirm(self) -> None:
+        """Every update is offered again, as after a bot that crashed before confirming what it took."""
+        with self.lock:
+            self.updates = list(self.history)
 
     def _message(self, chat_id: int, **fields: Any) -> dict[str, Any]:
         return {"message_id": next(self._message_ids), "date": int(time.time()), "chat": self._chat(chat_id),
@@ -251,7 +258,7 @@ class FakeTelegram:
         with self.lock:
             return len(self.updates)
 
-    async def wait_for(self, check: Any, timeout: float = 30.0) -> Any:
+    async def wait_for(self, check: Any, timeout: float = 60.0) -> Any:
         """Waits until `check()` is truthy (polling), returns its value."""
         deadline = time.monotonic() + timeout
         while True:
@@ -284,6 +291,10 @@ class FakeTelegram:
                     files[key] = (value.filename, value.file.read())
                 else:
                     params[key] = value
+        for key, value in list(params.items()):  # aiogram sends files as "attach://PART"
+            if isinstance(value, str) and value.startswith("attach://") and value[9:] in files:
+                files[key] = files.pop(value[9:])
+                del params[key]
         for key in JSON_FIELDS & params.keys():  # aiogram sends these JSON-encoded in its form data
             if isinstance(params[key], str):
                 params[key] = json.loads(params[key])
@@ -308,14 +319,15 @@ class FakeTelegram:
     async def _m_getupdates(self, params: dict[str, Any], files: Any) -> web.Response:
         offset = int(params["offset"]) if params.get("offset") not in (None, "") else None
         deadline = time.monotonic() + float(params.get("timeout") or 0)
+        with self.lock:
+            if self.webhook.get("url"):
+                return self._error("getUpdates", 409, "Conflict: can't use getUpdates method while webhook "
+                                                      "is active; use deleteWebhook to delete the webhook first")
+            if offset is not None:  # confirmed: forgotten, as Telegram does
+                self.updates = [u for u in self.updates if u["update_id"] >= offset]
         while True:
             with self.lock:
-                if self.webhook.get("url"):
-                    return self._error("getUpdates", 409, "Conflict: can't use getUpdates method while webhook "
-                                                          "is active; use deleteWebhook to delete the webhook first")
-                if offset is not None:  # confirmed: forgotten, as Telegram does
-                    self.updates = [u for u in self.updates if u["update_id"] >= offset]
-                found = list(self.updates[:100])
+                found = [u for u in self.updates if offset is None or u["update_id"] >= offset][:100]
             if found or time.monotonic() >= deadline:
                 return self._ok(found)
             await asyncio.sleep(0.02)
