@@ -144,6 +144,7 @@ class FakeTelegram:
         self.refusals: list[tuple[str, str]] = []  # (method, description) of every 400 answered
         self.files: dict[str, tuple[str, bytes]] = {}  # file_id -> (file_path, content)
         self.webhook: dict[str, Any] = {}
+        self.failures: list[tuple[str, Any]] = []  # (method, predicate of the params): answered once with a 502
         self._ids = itertools.count(1)
         self._message_ids = itertools.count(1000)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -194,6 +195,11 @@ class FakeTelegram:
             self.updates.append({"update_id": update_id, **update})
             self.history.append(self.updates[-1])
             return update_id
+
+    def fail_once(self, method: str, check: Any) -> None:
+        """The next call of `method` whose parameters pass `check` is answered 502 (Telegram's outages)."""
+        with self.lock:
+            self.failures.append((method, check))
 
     def unconfirm(self) -> None:
         """Every update is offered again, as after a bot that crashed before confirming what it took."""
@@ -307,6 +313,12 @@ class FakeTelegram:
         params, files = await self._params(request)
         with self.lock:
             self.calls.append((method, params))
+        with self.lock:
+            failing = next(((m, check) for m, check in self.failures if m == method and check(params)), None)
+            if failing is not None:
+                self.failures.remove(failing)
+        if failing is not None:
+            return self._error(method, 502, "Bad Gateway")
         handler = getattr(self, f"_m_{method.lower()}", None)
         if handler is None:
             return self._error(method, 404, "Not Found: method not found")
@@ -400,3 +412,44 @@ class FakeTelegram:
         with self.lock:
             self.webhook = {}
         return self._ok(True)
+
+
+def main() -> None:
+    """Try the bot by hand: `python -m tests.fake_telegram [CHAT_ID]` serves the fake API; type a line to
+    send it from that chat, `!press DATA` to press a button, `!file PATH [caption]` to send a document."""
+    import sys
+    from pathlib import Path
+
+    chat = int(sys.argv[1]) if len(sys.argv) > 1 else 4242
+    fake = FakeTelegram().start()
+    print(f"fake Telegram at {fake.url}, token {fake.token}, you are chat {chat}", flush=True)
+    shown = 0
+
+    def show() -> None:
+        nonlocal shown
+        while True:
+            time.sleep(0.2)
+            for sent in fake.messages()[shown:]:
+                keyboard = " ".join(f"[{b['text']} -> {b['callback_data']}]" for row in sent.buttons for b in row)
+                body = sent.text if sent.method == "sendMessage" else f"<{sent.file_name}> {sent.text or ''}"
+                print(f"bot -> {sent.chat_id} ({sent.method}, {sent.parse_mode or 'plain'}): {body} {keyboard}",
+                      flush=True)
+                shown += 1
+
+    threading.Thread(target=show, daemon=True).start()
+    for line in sys.stdin:
+        line = line.strip()
+        if line.startswith("!press "):
+            fake.press(chat, line.removeprefix("!press ").strip())
+        elif line.startswith("!file "):
+            path, _, caption = line.removeprefix("!file ").strip().partition(" ")
+            fake.message(chat, document=(Path(path).name, Path(path).read_bytes()), caption=caption or None)
+        elif line.startswith("!from "):  # !from CHAT TEXT: a message from another chat
+            other, _, text = line.removeprefix("!from ").partition(" ")
+            fake.message(int(other), text)
+        elif line:
+            fake.message(chat, line)
+
+
+if __name__ == "__main__":
+    main()

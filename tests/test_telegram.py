@@ -152,6 +152,28 @@ async def test_a_long_answer_is_split_at_paragraphs_under_the_limit(tmp_path: Pa
     assert [bool(m.buttons) for m in sent] == [False] * (len(sent) - 1) + [True]  # the keyboard goes last
 
 
+async def test_an_answer_cut_by_a_telegram_outage_goes_on_from_its_next_message(tmp_path: Path,
+                                                                                 fake: FakeTelegram) -> None:
+    paragraphs = [f"Part {i}: " + "tea " * 900 for i in range(3)]
+
+    def handler(event: ET.Element, messages: list[ModelMessage]) -> Any:
+        return send("\n\n".join(paragraphs), files=["tea.txt"])
+
+    settings = tg_settings(tmp_path, fake)
+    (tmp_path / "ws").mkdir()
+    (tmp_path / "ws" / "tea.txt").write_text("tea")
+    fake.fail_once("sendMessage", lambda params: "Part 1" in params.get("text", ""))
+    fake.fail_once("sendDocument", lambda params: True)
+    async with bot(settings, handler) as _:
+        fake.message(CHAT, "tell me")
+        await fake.wait_for(lambda: fake.messages(CHAT, "sendDocument"))
+        await asyncio.sleep(0.5)
+    assert [m.text.split(":")[0] for m in fake.messages(CHAT, "sendMessage") if m.text] == ["Part 0", "Part 1",
+                                                                                           "Part 2"]
+    assert len(fake.messages(CHAT, "sendDocument")) == 1
+    assert [status for _, status in fake.refusals] == ["Bad Gateway", "Bad Gateway"]
+
+
 async def test_markdown_telegram_refuses_goes_out_as_plain_text(tmp_path: Path, fake: FakeTelegram) -> None:
     tangled = "**bold _and** italic_ [x](http://a.b/\"q)"
 

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("bgagents.telegram")
 
 RESCAN = 5.0  # seconds between looks for responses this process was not told of (another process, a retry)
+RETRY = 1.0  # seconds before delivery is tried again after Telegram failed
 TYPING_EVERY = 4.0  # Telegram shows "typing…" for 5 s
 BUTTON_TEXT = 64  # characters of a label shown on a button
 
@@ -83,13 +84,15 @@ class Outbox:
 
         with runtime.bus.subscribe(accept) as queue:
             while True:
+                wait = RESCAN
                 try:
                     for chat in sorted(self.channel.allowed):
                         await self.flush(chat)
                 except (TelegramNetworkError, TelegramServerError) as exc:
                     log.warning("telegram: delivery paused (%s); trying again", exc.message)
+                    wait = RETRY
                 with contextlib.suppress(TimeoutError):
-                    event = await asyncio.wait_for(queue.get(), RESCAN)
+                    event = await asyncio.wait_for(queue.get(), wait)
                     if event.type == "conversation.turn_started" and event.conversation_id in ids:
                         self.typing(ids[event.conversation_id])
 
