@@ -23,6 +23,7 @@ from typing import Any
 from dbos import DBOS, SetEnqueueOptions, SetWorkflowID
 from dbos._error import DBOSNonExistentWorkflowError
 
+from .cancel_logs import CancelledWorkflows
 from .db import connect
 from .runner import Services, run_turn
 
@@ -66,6 +67,7 @@ class Engine:
         self.executor_id = executor_id
         self.limits = limits or set()
         self._queues: set[int] = set()
+        self.cancelled = CancelledWorkflows()  # DBOS's noise about them is dropped
 
     def launch(self) -> None:
         global _services
@@ -82,6 +84,7 @@ class Engine:
             config["system_database_engine"] = connect(self.database_url)
         DBOS(config=config)  # type: ignore[arg-type]
         DBOS.launch()
+        self.cancelled.install()
 
     async def start_queues(self, serial: tuple[str, ...] = ()) -> None:
         """Registers the task queues and `serial` ones (one workflow at a time per partition key, e.g. per
@@ -161,6 +164,7 @@ class Engine:
 
     async def cancel(self, task_id: str, turn: int) -> None:
         """Stops the workflow (a queued one leaves its queue) and interrupts it if it runs here."""
+        self.cancelled.add(workflow_id(task_id, turn))
         try:
             await DBOS.cancel_workflow_async(workflow_id(task_id, turn))
         except DBOSNonExistentWorkflowError:
@@ -187,6 +191,7 @@ class Engine:
         """Stops DBOS. DBOS made its thread pool the loop's default executor and shuts it down here,
         so the loop gets a fresh one: the host program's `asyncio.to_thread` must keep working."""
         global _services
+        self.cancelled.uninstall()
         DBOS.destroy(workflow_completion_timeout_sec=0)
         _services = None
         try:

@@ -500,6 +500,7 @@ class Runtime:
         if event is None:
             raise Conflict(f"task {task_id} finished before it could be cancelled", code="already_finished")
         await self.services.publish(event)
+        log.info("task %s cancelled (%s)", task_id, end_reason)
         await self.engine.cancel(task_id, task.turn)
         return await self.get(task_id)
 
