@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from .. import traces
 from ..core.identity import DatabaseInUse
 from ..core.runtime import Runtime
+from ..errors import UnknownModel
 from ..server import create_app
 from ..settings import Settings
 
@@ -87,6 +88,21 @@ def with_telegram(app: FastAPI, runtime: Runtime, settings: Settings) -> None:
     app.router.lifespan_context = lifespan
 
 
+def model_warning(runtime: Runtime) -> str | None:
+    """Said at start when no default model is set, or it cannot be used: else a person finds out at launch."""
+    name = runtime.settings.model
+    if not name:
+        chat = "" if runtime.settings.conversation.model else ", and `bgagents chat` has no main agent"
+        return (f"no default model is set: launches need --model{chat}. "
+                "Set BGAGENTS_MODEL (or `model` in config.toml) where this server runs, e.g. BGAGENTS_MODEL=demo "
+                "for the offline demo model.")
+    try:
+        runtime.models.resolve(name)
+    except UnknownModel as exc:
+        return f"the default model cannot be used: {exc.message}"
+    return None
+
+
 def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     """The API and a task worker in this process, and `workers - 1` worker processes beside it."""
     check_workers(settings, workers)
@@ -103,6 +119,9 @@ def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> No
     more = f", {workers - 1} more worker process(es)" if workers > 1 else ""
     print(f"bgagents serving on http://{host}:{port} (home {settings.home}, token from {where}{more})",
           file=sys.stderr, flush=True)
+    warning = model_warning(runtime)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
     procs = _start_workers(workers - 1)
     try:
         # uvicorn turns SIGTERM/SIGINT into a lifespan shutdown, which drains the runtime at a step boundary.

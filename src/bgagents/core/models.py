@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 
 from pydantic_ai.exceptions import UserError
@@ -47,11 +48,23 @@ class ModelRegistry:
             try:
                 model = infer_model(name)
             except UserError as exc:
-                raise UnknownModel(f"model '{name}' cannot be used: {exc}") from None
+                raise UnknownModel(f"model '{name}' cannot be used: {_why(str(exc))}") from None
             except Exception as exc:  # a provider package that is missing, a malformed name
-                raise UnknownModel(f"model '{name}' cannot be used: {type(exc).__name__}: {exc}") from None
+                raise UnknownModel(f"model '{name}' cannot be used: {type(exc).__name__}: {_why(str(exc))}") from None
         with self._lock:
             return self._models.setdefault(name, whole_answers_only(model))
+
+
+def _why(error: str) -> str:
+    """pydantic-ai's reason, said for bgagents: where a key is read, and the keyless `demo` model
+    (instead of pydantic-ai's advice to use `Agent('test')`)."""
+    if key := re.search(r"`([A-Z][A-Z0-9_]*_API_KEY)`", error):
+        return (f"{key[1]} is not set in the environment of the process that runs the agents; "
+                f"set it there, or use the offline model '{DEMO_MODEL_NAME}', which needs no key")
+    error = error.split(" To try Pydantic AI", 1)[0].strip()
+    if error.startswith("Unknown model"):
+        error += (" (model names are provider:model, e.g. 'openai:gpt-4o' or 'anthropic:claude-sonnet-4-5')")
+    return f"{error}; the offline model '{DEMO_MODEL_NAME}' needs no key"
 
 
 def whole_answers_only(model: Model) -> Model:
