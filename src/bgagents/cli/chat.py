@@ -22,6 +22,7 @@ from prompt_toolkit.patch_stdout import patch_stdout
 from .client import Client, ClientError
 
 POLL_WAIT = 25  # seconds one long poll of /responses may wait
+SETTLE = 3.0  # seconds without a running session before `--message` stops listening for results
 HELP = """\
 Type a message and press Enter. Answers from background agents appear here when they are ready.
   /bg PROMPT       run PROMPT as a background agent
@@ -155,8 +156,7 @@ class Chat:
         lost = False
         while True:
             try:
-                found = await asyncio.to_thread(self.poller.get, f"{self.base()}/responses", since=self.since,
-                                                wait=POLL_WAIT)
+                found = await self.poller.get_async(f"{self.base()}/responses", since=self.since, wait=POLL_WAIT)
             except ClientError as exc:
                 if not lost:
                     _say(f"! {exc.message} (retrying)", "ansired")
@@ -240,20 +240,46 @@ async def interactive(chat: Chat, history: int) -> None:
                         break
                 except ClientError as exc:
                     _say(f"! {exc.message}", "ansired")
-        finally:
+        finally:  # the long poll is stopped, not waited for: leaving is immediate
             follower.cancel()
+            await asyncio.gather(follower, return_exceptions=True)
+            await chat.poller.aclose()
 
 
-def one_message(client: Client, cid: str, text: str, wait: float) -> list[dict[str, Any]]:
-    """Sends one message and returns the answers that arrive within `wait` seconds (stops at the first)."""
+def one_message(client: Client, cid: str, text: str, wait: float,
+                show: Callable[[dict[str, Any]], None] = lambda r: None) -> tuple[list[dict[str, Any]], bool]:
+    """Sends one message; returns the answers that arrive within `wait` seconds in all, and whether
+    background work was still going when the wait ran out.
+
+    After the answer it keeps listening while the conversation has sessions running (background agents
+    the answer started are listed before it is delivered), until none has run for SETTLE seconds: a
+    finished agent's result reaches the person through one more main turn."""
     chat = Chat(client, client, cid)
     earlier = chat.delivered()
     since = earlier[-1]["seq"] if earlier else 0
     client.post(f"{chat.base()}/messages", {"text": text})
     deadline = time.monotonic() + wait
-    while True:
-        remaining = deadline - time.monotonic()
+    answers: list[dict[str, Any]] = []
+
+    def poll(seconds: float) -> bool:
+        nonlocal since
         found: list[dict[str, Any]] = client.get(f"{chat.base()}/responses", since=since,
-                                                 wait=max(0.0, min(POLL_WAIT, remaining)))
-        if found or remaining <= 0:
-            return found
+                                                 wait=max(0.0, min(POLL_WAIT, seconds)))
+        for response in found:
+            since = max(since, response["seq"])
+            answers.append(response)
+            show(response)
+        return bool(found)
+
+    while not answers and not poll(deadline - time.monotonic()) and time.monotonic() < deadline:
+        pass
+    busy = bool(answers) and bool(client.get(f"{chat.base()}/sessions"))
+    idle_since: float | None = None
+    while busy and (remaining := deadline - time.monotonic()) > 0:
+        if poll(min(1.0, remaining)) or client.get(f"{chat.base()}/sessions"):
+            idle_since = None
+        elif idle_since is None:
+            idle_since = time.monotonic()
+        elif time.monotonic() - idle_since >= SETTLE:
+            busy = False
+    return answers, busy

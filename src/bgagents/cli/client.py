@@ -24,10 +24,14 @@ class ClientError(Exception):
 
 class Client:
     def __init__(self, url: str, token: str | None, timeout: float = 30.0) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise ClientError(f"BGAGENTS_URL '{url}' needs a scheme: e.g. http://{url.split('://')[-1]}",
+                              code="bad_url")
         self.url = url.rstrip("/")
         self.token = token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.http = httpx.Client(base_url=self.url + "/api/v1", headers=headers, timeout=timeout)
+        self._async: httpx.AsyncClient | None = None
 
     def with_timeout(self, timeout: float) -> Client:
         """Another connection to the same server (e.g. for a long poll beside ordinary calls)."""
@@ -40,11 +44,36 @@ class Client:
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self.http.request(method, path, **kwargs)
-        except httpx.ConnectError:
-            raise ClientError(f"no bgagents server answers at {self.url}; start one with 'bgagents serve' "
-                              "(or set BGAGENTS_URL)", code="no_server") from None
-        except httpx.TimeoutException:
-            raise ClientError(f"the server at {self.url} did not answer in time", code="timeout") from None
+        except httpx.HTTPError as exc:
+            raise self._unreachable(exc) from None
+        return self._answer(response)
+
+    async def get_async(self, path: str, **params: Any) -> Any:
+        """A GET that a cancel stops at once (a long poll must not hold up leaving the chat)."""
+        if self._async is None:
+            self._async = httpx.AsyncClient(base_url=self.http.base_url, headers=self.http.headers,
+                                            timeout=self.http.timeout)
+        try:
+            response = await self._async.get(path, params={k: v for k, v in params.items() if v is not None})
+        except httpx.HTTPError as exc:
+            raise self._unreachable(exc) from None
+        return self._answer(response)
+
+    async def aclose(self) -> None:
+        if self._async is not None:
+            await self._async.aclose()
+            self._async = None
+
+    def _unreachable(self, exc: httpx.HTTPError) -> ClientError:
+        if isinstance(exc, httpx.TimeoutException):
+            return ClientError(f"the server at {self.url} did not answer in time", code="timeout")
+        if isinstance(exc, httpx.ConnectError):
+            return ClientError(f"no bgagents server answers at {self.url}; start one with 'bgagents serve' "
+                               "(or set BGAGENTS_URL)", code="no_server")
+        return ClientError(f"the connection to {self.url} failed: {exc}", code="no_server")
+
+    @staticmethod
+    def _answer(response: httpx.Response) -> Any:
         if response.status_code >= 400:
             try:
                 error = response.json()["error"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -109,8 +110,8 @@ def run_demo(*, keep: bool, agents: int, port: int | None, json_mode: bool) -> i
         env = f"BGAGENTS_URL={url} BGAGENTS_TOKEN={token}" if keep else ""
         console.print(f"\n[bold green]{sum(t['status'] == 'completed' for t in tasks)}/{len(tasks)} "
                       "demo agents finished.[/bold green]")
-        console.print(f"Their notes are in {home / 'workspace' / 'demo-notes'}")
         if keep:
+            console.print(f"Their notes are in {home / 'workspace' / 'demo-notes'}")
             console.print("Look next:")
             console.print(f"  {env} bgagents ls --all")
             console.print(f"  {env} bgagents logs {ids[0]}")
@@ -124,7 +125,8 @@ def run_demo(*, keep: bool, agents: int, port: int | None, json_mode: bool) -> i
     except KeyboardInterrupt:
         code = 130
     except (ClientError, RuntimeError) as exc:
-        console.print(f"[red]error:[/red] {exc}; server log: {home / 'server.log'}")
+        console.print(f"[red]error:[/red] {exc}; the server's log ends with:", soft_wrap=True)
+        console.print(_tail(home / "server.log"), markup=False, highlight=False, soft_wrap=True)
         code = 1
     finally:
         if server.poll() is None:
@@ -133,4 +135,16 @@ def run_demo(*, keep: bool, agents: int, port: int | None, json_mode: bool) -> i
                 server.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 server.kill()
+                server.wait()
+        if keep:
+            console.print(f"The demo's home stays in {home}", soft_wrap=True, style="dim")
+        else:  # a demo leaves nothing behind
+            shutil.rmtree(home, ignore_errors=True)
     return code
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"

@@ -11,6 +11,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.text import Text
 
 from ..settings import Settings
@@ -26,11 +27,18 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")
 T = TypeVar("T")
 
 
+MODEL_HINT = ("Model keys and BGAGENTS_MODEL are read where `bgagents serve` runs, not where this command "
+              "runs. To try bgagents without a key: `bgagents demo`, or start the server with "
+              "BGAGENTS_MODEL=demo.")
+
+
 def fail(message: str, code: str = "error", json_mode: bool = False, exit_code: int = 1) -> NoReturn:
+    if code in ("unknown_model", "no_model"):  # the server's environment decides, not the client's
+        message = f"{message.rstrip('.')}. {MODEL_HINT}"
     if json_mode:
         print(json.dumps({"error": {"code": code, "message": message}}))
     else:
-        err.print(f"[red]error:[/red] {message}", markup=True, soft_wrap=True)
+        err.print(f"[red]error:[/red] {escape(message)}", markup=True, soft_wrap=True)
     raise typer.Exit(exit_code)
 
 
@@ -38,6 +46,8 @@ def call(json_mode: bool, fn: Callable[[Client], T]) -> T:
     """Runs `fn` against the server, turning every failure into one clear line."""
     try:
         client = Client.from_settings(Settings())
+    except ClientError as exc:  # e.g. BGAGENTS_URL without its scheme
+        fail(exc.message, exc.code, json_mode)
     except Exception as exc:  # a broken config file or environment variable
         fail(f"bad settings: {exc}", "bad_settings", json_mode)
     try:
@@ -336,7 +346,8 @@ def chat(
     conversation: Annotated[str, typer.Option("--conversation", "-c", help="Conversation id.")] = "default",
     message: Annotated[str | None, typer.Option("--message", "-m", help="Send one message, print the answer, "
                                                 "exit.")] = None,
-    wait: Annotated[float, typer.Option(help="With --message: seconds to wait for an answer.")] = 60.0,
+    wait: Annotated[float, typer.Option(help="With --message: seconds to wait in all, for the answer and the "
+                                        "results of background agents it started.")] = 60.0,
     history: Annotated[int, typer.Option(help="Show the last N answers first.")] = 0,
     json_mode: JsonOpt = False,
 ) -> None:
@@ -344,14 +355,19 @@ def chat(
     from . import chat as chat_mod
 
     if message is not None:
-        found = call(json_mode, lambda c: chat_mod.one_message(c, conversation, message, wait))
+        def show(response: dict[str, Any]) -> None:
+            if not json_mode:
+                console.print(chat_mod.format_response(response), markup=False)
+
+        found, busy = call(json_mode, lambda c: chat_mod.one_message(c, conversation, message, wait, show))
         if json_mode:
             emit(found)
         elif not found:
             fail(f"no answer within {wait:g} s (it will still arrive: bgagents chat -c {conversation} --history 1)",
                  "timeout")
-        for response in [] if json_mode else found:
-            console.print(chat_mod.format_response(response), markup=False)
+        elif busy:
+            err.print(f"(background agents are still at work after {wait:g} s; their results arrive in "
+                      f"bgagents chat -c {conversation})", markup=False)
         return
     if json_mode:
         fail("--json needs --message (the interactive chat is for people)", "invalid_input", json_mode)
