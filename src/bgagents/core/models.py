@@ -7,8 +7,6 @@ import threading
 
 from pydantic_ai.exceptions import UserError
 from pydantic_ai.models import Model, infer_model
-from pydantic_ai.models.openai import OpenAIChatModel
-from pydantic_ai.profiles.openai import OpenAIModelProfile
 
 from ..errors import UnknownModel
 from ..runners import find_runner
@@ -72,6 +70,11 @@ def whole_answers_only(model: Model) -> Model:
 
     pydantic-ai takes such a stream for a `stop` unless the model's profile requires a finish reason
     (some OpenAI-compatible servers never send one); an answer cut mid-way must be retried instead."""
+    if type(model).__name__ != "OpenAIChatModel":  # the OpenAI SDK is not imported for other models
+        return model
+    from pydantic_ai.models.openai import OpenAIChatModel
+    from pydantic_ai.profiles.openai import OpenAIModelProfile
+
     if type(model) is OpenAIChatModel and model.provider is not None:
         return OpenAIChatModel(model.model_name, provider=model.provider, settings=model.settings,
                                profile=OpenAIModelProfile(openai_chat_streaming_requires_finish_reason=True))
