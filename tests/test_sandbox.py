@@ -151,3 +151,17 @@ async def test_a_task_in_its_own_worktree_can_commit_there_and_nowhere_else(tmp_
         assert "COMMITTED" in out, out
         assert "by the agent" in git(Path(task.worktree.path), "log", "--oneline")
     assert (ws / "shared.txt").read_text().startswith("line 1")  # the shared workspace is not writable
+
+
+def test_serve_with_the_sandbox_required_but_missing_says_so_in_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PATH": str(tmp_path / "empty"), "BGAGENTS_SANDBOX__MODE": "on",
+           "BGAGENTS_HOME": str(tmp_path / "home")}
+    done = subprocess.run([sys.executable, "-m", "bgagents.cli.main", "serve", "--port", "1"], env=env,
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "error: sandbox mode is 'on' but the bash sandbox cannot run: bwrap is not installed "
+        "(Debian/Ubuntu: apt install bubblewrap)"]

@@ -24,6 +24,7 @@ from ..core.runtime import Runtime
 from ..errors import UnknownModel
 from ..server import create_app
 from ..settings import Settings
+from ..tools.sandbox import SandboxUnavailable, choose
 
 
 class ServeError(Exception):
@@ -33,8 +34,17 @@ class ServeError(Exception):
 def _claim(runtime: Runtime) -> None:
     try:
         runtime.claim()
-    except DatabaseInUse as exc:
+        _require_sandbox(runtime.settings)
+    except (DatabaseInUse, SandboxUnavailable) as exc:
         raise ServeError(exc.message) from None
+
+
+def _require_sandbox(settings: Settings) -> None:
+    """`[sandbox] mode = "on"` where bwrap cannot run: said in one line before the port is bound."""
+    if settings.sandbox.mode == "on":
+        workspace = settings.workspace_path
+        workspace.mkdir(parents=True, exist_ok=True)
+        asyncio.run(choose("on", workspace, settings.home.expanduser(), [], settings.sandbox.network))
 
 
 def check_workers(settings: Settings, workers: int) -> None:

@@ -127,4 +127,4 @@ async def choose(mode: str, workspace: Path, home: Path, secret_files: Iterable[
     if mode == "on":
         raise SandboxUnavailable(f"sandbox mode is 'on' but the bash sandbox cannot run: {why}")
     return None, (f"bash runs without a sandbox: {why}; it can read what the server's user can "
-                  f"(set sandbox.mode = \"off\" to silence this note)")
+                  "([sandbox] mode = \"off\" or BGAGENTS_SANDBOX__MODE=off silences this note)")
