@@ -62,11 +62,10 @@ def parts(command: str, workspace: Path) -> list[Part]:
 def _parts(command: str, workspace: Path, depth: int) -> Iterator[Part]:
     if depth > MAX_NESTING:
         raise Unparsable(f"code nested in eval or bash -c more than {MAX_NESTING} levels deep")
-    source = command.encode()
-    tree = _parser().parse(source)
+    tree = _parser().parse(command.encode())
     if tree.root_node.has_error:
         raise Unparsable("it is not valid bash")
-    reader = _Reader(source, workspace, depth, changes_directory=_changes_directory(tree.root_node))
+    reader = _Reader(workspace, depth, changes_directory=_changes_directory(tree.root_node))
     yield from reader.walk(tree.root_node)
 
 
@@ -112,7 +111,6 @@ def literal(node: Node) -> str | None:
 
 @dataclass
 class _Reader:
-    source: bytes
     workspace: Path
     depth: int
     changes_directory: bool

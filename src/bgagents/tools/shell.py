@@ -41,9 +41,12 @@ def _kill_group(proc: asyncio.subprocess.Process, sig: int) -> None:
         os.killpg(proc.pid, sig)
 
 
-def _end(proc: asyncio.subprocess.Process, run: str) -> None:
+def _end(proc: asyncio.subprocess.Process, run: str, sandboxed: bool) -> None:
+    """Kills the command's process group; in the sandbox that ends all (bwrap is its process 1), else the
+    processes that left the group are found by their mark (a scan of /proc, a few ms)."""
     _kill_group(proc, signal.SIGKILL)
-    end_run(run)
+    if not sandboxed:
+        end_run(run)
 
 
 async def bash(ctx: RunContext[ToolContext], command: str, timeout: float | None = None) -> str:
@@ -79,11 +82,11 @@ async def bash(ctx: RunContext[ToolContext], command: str, timeout: float | None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(proc.wait(), timeout=1.0)
         # what it left running in the background goes too; then the output is whole
-        await asyncio.to_thread(_end, proc, run)
+        await asyncio.to_thread(_end, proc, run, deps.sandbox is not None)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(reader), timeout=5.0)
     except asyncio.CancelledError:
-        await asyncio.shield(asyncio.to_thread(_end, proc, run))
+        await asyncio.shield(asyncio.to_thread(_end, proc, run, deps.sandbox is not None))
         raise
     finally:
         reader.cancel()
