@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bgagents import Runtime
-from bgagents.settings import ProfileSettings, SandboxSettings
+from bgagents.settings import ProfileSettings, SandboxSettings, Settings
 from bgagents.tools.sandbox import SandboxUnavailable, bash_environment, choose
 
 from .conftest import Script, ServerProcess, make_settings
@@ -165,3 +165,19 @@ def test_serve_with_the_sandbox_required_but_missing_says_so_in_one_line(tmp_pat
     assert done.stderr.strip().splitlines() == [
         "error: sandbox mode is 'on' but the bash sandbox cannot run: bwrap is not installed "
         "(Debian/Ubuntu: apt install bubblewrap)"]
+
+
+@needs_bwrap
+async def test_secret_files_stay_hidden_when_the_home_is_the_workspace(tmp_path: Path) -> None:
+    from bgagents.core.bash_setup import secret_files
+    from bgagents.tools.sandbox import plan
+
+    from .test_builtin_tools import call_tool, make_ctx
+
+    ctx = make_ctx(tmp_path)
+    settings = Settings(home=ctx.workspace, workspace=ctx.workspace)
+    (ctx.workspace / "token").write_text("tok-in-the-workspace")
+    (ctx.workspace / "bgagents.db").write_text("SQLite format 3")
+    ctx.sandbox = plan(shutil.which("bwrap") or "bwrap", ctx.workspace, ctx.workspace, secret_files(settings), True)
+    out = await call_tool(ctx, "bash", {"command": "cat token bgagents.db; echo ok > mine.txt && cat mine.txt"})
+    assert "tok-in-the-workspace" not in out and "SQLite" not in out and "ok" in out

@@ -16,9 +16,10 @@ log = logging.getLogger("bgagents")
 
 
 def secret_files(settings: Settings) -> list[Path]:
-    """Files bash must never read: the token, the config and the SQLite database with its -wal and -shm."""
+    """Files bash must never read: the token, the config, the webhook secret and the SQLite database with
+    its -wal and -shm (hidden one by one where the home itself cannot be, e.g. when it is the workspace)."""
     home = settings.home.expanduser()
-    files = [home / "token", home / "config.toml"]
+    files = [home / "token", home / "config.toml", home / "webhook-secret"]
     url = sa.engine.make_url(settings.sqlalchemy_url)
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         files += [Path(url.database + suffix) for suffix in ("", "-wal", "-shm")]
