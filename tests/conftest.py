@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -50,10 +51,12 @@ POSTGRES_URL = os.environ.get("BGAGENTS_TEST_POSTGRES_URL")  # e.g. postgresql:/
 
 
 def fresh_postgres_database(name: str) -> str:
-    """A new empty database on the test PostgreSQL server; returns its URL."""
+    """A new empty database on the test PostgreSQL server; returns its URL. The name gets a random suffix, so
+    test runs side by side (pytest-xdist workers, or two checkouts) never share or drop each other's."""
     import psycopg
 
     assert POSTGRES_URL
+    name = f"{name[:40]}_{secrets.token_hex(4)}"
     with psycopg.connect(POSTGRES_URL + "/postgres", autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
