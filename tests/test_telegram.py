@@ -203,6 +203,10 @@ async def test_a_chat_not_allowed_gets_one_refusal_and_nothing_is_stored_or_logg
         fake.message(CHAT, "hello there")  # the allowed chat goes on
         await fake.wait_for(lambda: answers(fake, "You said"))
         assert await channel.run(channel.store.offset_sync) == last + 1
+    async with bot(tg_settings(tmp_path, fake)) as (rt, channel, _):  # after a restart too: refused once, ever
+        fake.message(STRANGER, secret)
+        fake.message(CHAT, "hello again")
+        await fake.wait_for(lambda: answers(fake, "You said 'hello again'"))
     [refusal] = fake.messages(STRANGER)
     assert "not one it talks to" in (refusal.text or "") and str(STRANGER) in (refusal.text or "")
     assert [c["callback_query_id"] for c in fake.called("answerCallbackQuery")]  # its spinner stopped too

@@ -75,7 +75,6 @@ class TelegramChannel:
         self._handlers: Handlers | None = None
         self._store: TelegramStore | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._refused: set[int] = set()
         self._failures: dict[int, int] = {}
         self._lock = asyncio.Lock()
         self.ready = asyncio.Event()  # set once the bot is known to Telegram and updates flow
@@ -226,13 +225,12 @@ class TelegramChannel:
         await self.bot.send_message(chat, text)
 
     async def _refuse(self, update: Update, chat: int | None) -> None:
-        """One refusal per chat; nothing of the update is kept or logged but the chat's id."""
+        """One refusal per chat, ever; nothing of the update is kept or logged but the chat's id."""
         if update.callback_query is not None:
             with contextlib.suppress(TelegramAPIError):
                 await update.callback_query.answer()
-        if chat is None or chat in self._refused:
+        if chat is None or not await self.run(self.store.refuse_once_sync, chat):
             return
-        self._refused.add(chat)
         log.warning("telegram: chat %s is not in [telegram] allowed_chats; refused", chat)
         with contextlib.suppress(TelegramBadRequest, TelegramForbiddenError):
             await self.bot.send_message(chat, REFUSAL.format(chat=chat))

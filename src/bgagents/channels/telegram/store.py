@@ -33,6 +33,13 @@ deliveries = sa.Table(
     sa.Column("sending_parts", sa.Integer, nullable=False, default=0),  # ...and how many of its messages are out
 )
 
+refused = sa.Table(
+    "bg_telegram_refused",
+    metadata,
+    sa.Column("bot_id", sa.BigInteger, primary_key=True),
+    sa.Column("chat_id", sa.BigInteger, primary_key=True),  # told once it is not allowed; nothing else of it kept
+)
+
 
 @dataclass(frozen=True)
 class Cursor:
@@ -71,6 +78,15 @@ class TelegramStore:
         with self.engine.connect() as conn:
             value = conn.execute(sa.select(offsets.c.update_id).where(offsets.c.bot_id == self.bot_id)).scalar()
             return int(value) if value is not None else None
+
+    def refuse_once_sync(self, chat_id: int) -> bool:
+        """True the first time a chat that is not allowed is seen (it gets its one refusal then)."""
+        with self.engine.begin() as conn:
+            if conn.execute(sa.select(refused.c.chat_id).where(refused.c.bot_id == self.bot_id,
+                                                                refused.c.chat_id == chat_id)).first() is not None:
+                return False
+            conn.execute(refused.insert().values(bot_id=self.bot_id, chat_id=chat_id))
+            return True
 
     # -- responses out -----------------------------------------------------------------------------
 
