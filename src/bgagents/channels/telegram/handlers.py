@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from aiogram import F, Router
 from aiogram.enums import ParseMode
-from aiogram.exceptions import TelegramBadRequest
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 
@@ -254,7 +254,10 @@ class Handlers:
             text = html.escape(exc.message)
         except TimeoutError:
             text = "The peek took too long; try again."
-        await self.channel.bot.send_message(chat, text, parse_mode=ParseMode.HTML)
+        try:
+            await self.channel.bot.send_message(chat, text, parse_mode=ParseMode.HTML)
+        except TelegramAPIError as exc:  # it runs on its own: nobody else would hear of it
+            log.warning("telegram: chat %s: a peek could not be sent: %s", chat, exc.message)
 
     async def kill(self, chat: int, ref: str) -> None:
         killed = await self.conversations.kill(self.channel.conversation_id(chat), ref)
