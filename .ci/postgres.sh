@@ -13,7 +13,7 @@ data=$(mktemp -d /tmp/bgagents-pg.XXXXXX)
 run() { if [ "$(id -u)" = 0 ]; then su postgres -s /bin/sh -c "$*"; else sh -c "$*"; fi; }
 [ "$(id -u)" = 0 ] && chown postgres "$data"
 run "$bin/initdb -D $data -A trust -U postgres" >/dev/null 2>&1 || exit 0
-run "$bin/pg_ctl -D $data -o '-p $port -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off' -l $data/log -w start" \
+run "$bin/pg_ctl -D $data -o '-p $port -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=600' -l $data/log -w start" \
   >/dev/null 2>&1 || exit 0
 echo "$data" > /tmp/bgagents-pg.dir
 echo "postgresql://postgres@127.0.0.1:$port"
