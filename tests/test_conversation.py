@@ -16,8 +16,8 @@ from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCall
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from bgagents import Runtime, Settings
+from bgagents.conversation import tables
 from bgagents.conversation.orchestrator import response_of
-from bgagents.core import db
 from bgagents.errors import InvalidInput, NotFound
 from bgagents.settings import ConcurrencySettings, ConversationSettings
 from tests.conftest import make_settings, user_texts
@@ -497,7 +497,7 @@ async def test_replayed_steps_start_and_deliver_nothing_twice(conv: Any) -> None
 
 def _outcome_ids(rt: Runtime) -> list[int]:
     with rt.db_engine.connect() as conn:
-        return [r[0] for r in conn.execute(sa.select(db.conv_outcomes.c.id))]
+        return [r[0] for r in conn.execute(sa.select(tables.conv_outcomes.c.id))]
 
 
 async def test_background_agent_with_a_wrong_model_is_reported(conv: Any) -> None:

@@ -22,7 +22,7 @@ from bgagents.channels.telegram import WEBHOOK_PATH, TelegramChannel
 from bgagents.channels.telegram.render import LIMIT, length, split
 from bgagents.channels.telegram.store import offsets
 from bgagents.channels.telegram.webhook import SECRET_HEADER, webhook_router
-from bgagents.core import db
+from bgagents.conversation import tables
 from bgagents.server import create_app
 from bgagents.settings import ConversationSettings, TelegramSettings
 from tests.conftest import ServerProcess, make_settings
@@ -70,8 +70,8 @@ async def events(rt: Runtime, cid: str = CID) -> list[Any]:
     """The conversation's stored events (read in the store's thread: the loop never waits on the disk)."""
     def read() -> list[Any]:
         with rt.db_engine.connect() as conn:
-            return list(conn.execute(sa.select(db.conv_events).where(db.conv_events.c.conversation_id == cid)
-                                     .order_by(db.conv_events.c.seq)))
+            return list(conn.execute(sa.select(tables.conv_events).where(tables.conv_events.c.conversation_id == cid)
+                                     .order_by(tables.conv_events.c.seq)))
 
     return await asyncio.to_thread(read)
 

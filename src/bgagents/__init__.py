@@ -12,11 +12,11 @@ from .errors import BgAgentsError, Conflict, InvalidInput, NotFound, UnknownMode
 from .settings import Settings
 
 if TYPE_CHECKING:
-    from .core.runtime import Runtime
     from .core.schema import Event, Output, Progress, Task, TaskResult, TranscriptEntry
+    from .runtime import Runtime
 
 _LAZY = {
-    "Runtime": "bgagents.core.runtime",
+    "Runtime": "bgagents.runtime",
     "Event": "bgagents.core.schema",
     "Output": "bgagents.core.schema",
     "Progress": "bgagents.core.schema",

@@ -20,8 +20,8 @@ from fastapi import FastAPI
 
 from .. import traces
 from ..core.identity import DatabaseInUse
-from ..core.runtime import Runtime
 from ..errors import UnknownModel
+from ..runtime import Runtime
 from ..server import create_app
 from ..settings import Settings
 from ..tools.sandbox import SandboxUnavailable, choose

@@ -33,11 +33,12 @@ import sqlalchemy as sa
 from dbos import DBOS
 from pydantic import ValidationError
 
+from ..core.extensions import Extension
 from ..core.names import task_id as new_task_id
 from ..core.schema import TERMINAL, Event, Task
 from ..errors import BgAgentsError, Conflict, InvalidInput, NotFound
 from ..tools.workspace import WorkspaceError, relative, resolve_path
-from . import checks
+from . import checks, tables
 from .events import ConversationEvent, EventType, Result, render
 from .health import HealthChecks
 from .prompt import SYSTEM_PROMPT
@@ -58,6 +59,7 @@ RESULT_INSTRUCTIONS = ('Pass this result on to the person (action "send"), summa
                        'conversation. If its action is "silent", answer "silent" unless you have something to add.')
 # a main turn goes before queued background work of the same model, so the conversation keeps answering
 MAIN_PRIORITY = 10
+DRAIN_PRUNE_INTERVAL = 600.0  # seconds: finished drains older than this are removed from DBOS
 
 _current: Conversations | None = None
 
@@ -114,21 +116,26 @@ def response_of(outcome: Row) -> MainResponse:
                         message=f"[{label}] {outcome.error or outcome.status}")
 
 
-class Conversations:
-    """The conversations of this runtime. Created and started by the `Runtime`."""
+class Conversations(Extension):
+    """The conversations of a runtime: an extension of the core (see `bgagents.core.extensions`)."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    name = "conversations"
+    metadata = tables.metadata
+    queues = (QUEUE,)
+
+    def __init__(self) -> None:
+        self._background: set[asyncio.Task[Any]] = set()
+        self._drains = 0
+        self._last_drain_prune = time.monotonic()
+
+    # -- lifecycle (the core's extension hooks) ----------------------------------------------------
+
+    def attach(self, runtime: Runtime) -> None:
+        """Before DBOS launches: a drain it recovers finds this process's conversations."""
+        global _current
         self.runtime = runtime
         self.settings = runtime.settings.conversation
         self.store = ConversationStore(runtime.store)
-        self._background: set[asyncio.Task[Any]] = set()
-        self._drains = 0
-
-    # -- lifecycle ---------------------------------------------------------------------------------
-
-    def attach(self) -> None:
-        """Before DBOS launches: a drain it recovers finds this process's conversations."""
-        global _current
         _current = self
 
     async def start(self) -> None:
@@ -147,6 +154,17 @@ class Conversations:
             await asyncio.wait(self._background, timeout=2)
         if _current is self:
             _current = None
+
+    async def sweep(self, now: float) -> None:
+        if time.monotonic() - self._last_drain_prune >= DRAIN_PRUNE_INTERVAL:
+            self._last_drain_prune = time.monotonic()
+            await self.prune_drains(now - DRAIN_PRUNE_INTERVAL)
+
+    def task_ended(self, conn: sa.Connection, task_id: str) -> None:
+        self.store.record_outcome(conn, task_id)
+
+    def retained(self) -> sa.Select[Any]:
+        return self.store.main_sessions()
 
     async def prune_drains(self, before: float) -> int:
         """Finished drains have nothing left to recover; their DBOS rows would grow with every event."""

@@ -1,1 +1,4 @@
-"""The runtime core: tasks, sessions, events and the durable engine. Knows nothing of HTTP or the CLI."""
+"""The runtime core: tasks, sessions, events and the durable engine.
+
+Knows nothing of HTTP, the CLI, conversations, schedules or channels: those attach from above
+through `extensions.Extension`."""

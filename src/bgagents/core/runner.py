@@ -18,6 +18,7 @@ from pydantic_ai.capabilities import Instrumentation
 from pydantic_ai.exceptions import UnexpectedModelBehavior, UsageLimitExceeded
 from pydantic_ai.messages import ModelMessage, ToolCallPart, repair_messages
 from pydantic_ai.models.instrumented import InstrumentationSettings
+from pydantic_ai.toolsets import AbstractToolset
 from pydantic_ai.usage import RunUsage, UsageLimits
 
 from ..runners import find_runner
@@ -53,6 +54,8 @@ class Services:
     spawner: Spawner | None = None
     sandbox: Sandbox | None = None  # None: bash runs without one
     clock: Callable[[], float] = time.time
+    # the tools extensions add to a task's turn (see core/extensions.py)
+    toolsets: Callable[[Task], Awaitable[list[AbstractToolset[ToolContext]]]] | None = None
     gate: StepGate = field(default_factory=StepGate)
     tracer_provider: TracerProvider | None = None  # traces are off without one
     active: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
@@ -231,7 +234,7 @@ async def _run_agent_body(services: Services, task: Task, turn: int, prompt: str
         profile = get_profile(services.profiles(), task.agent)
         model = DurableModel(services.models.resolve, chain, tracker, services.gate, limits,
                              task.limits.get("cost_usd"), on_switch)
-        toolset = build_toolset(profile.tools)
+        toolsets = [build_toolset(profile.tools), *(await services.toolsets(task) if services.toolsets else [])]
         deps = ToolContext(task_id=task.id, workspace=services.workspace_for(task), outputs_dir=services.outputs_dir,
                            todos=StoreTodos(services, tracker), spawner=services.spawner,
                            sandbox=_sandbox(services, task, profile))
@@ -243,7 +246,7 @@ async def _run_agent_body(services: Services, task: Task, turn: int, prompt: str
         if services.tracer_provider is not None:  # model-request and tool-call spans inside the turn's span
             capabilities.append(Instrumentation(InstrumentationSettings(tracer_provider=services.tracer_provider)))
         agent: Agent[ToolContext, Any] = Agent(
-            model, deps_type=ToolContext, instructions=instructions, output_type=output_type, toolsets=[toolset],
+            model, deps_type=ToolContext, instructions=instructions, output_type=output_type, toolsets=toolsets,
             capabilities=capabilities, name=task.agent,
         )
         usage = RunUsage(requests=baseline.requests, tool_calls=baseline.tool_calls,

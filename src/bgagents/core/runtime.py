@@ -24,16 +24,17 @@ from pydantic_ai.messages import (
     UserPromptPart,
 )
 from pydantic_ai.models import Model
+from pydantic_ai.toolsets import AbstractToolset
 
-from ..conversation.orchestrator import QUEUE as CONVERSATION_QUEUE
-from ..conversation.orchestrator import Conversations
 from ..errors import BgAgentsError, Conflict, InvalidInput, NotFound
 from ..runners import NATIVE, with_runner
 from ..settings import Settings
+from ..tools import ToolContext
 from . import db, worktrees
 from .bash_setup import prepare_bash
 from .engine import Engine, workflow_id
 from .events import EventBus
+from .extensions import Extension
 from .identity import Lease, lease_for, new_executor_id, pending_executors
 from .models import ModelRegistry, concurrency_key, concurrency_limit
 from .names import slugify
@@ -49,29 +50,32 @@ log = logging.getLogger("bgagents")
 
 LIMIT_KEYS = frozenset({"requests", "input_tokens", "output_tokens", "total_tokens", "tool_calls", "cost_usd"})
 WATCH_INTERVAL = 0.5  # seconds between checks for cancels made by other processes
-DRAIN_PRUNE_INTERVAL = 600.0  # seconds: finished conversation drains older than this are removed from DBOS
 WAIT_POLL = 2.0  # seconds between re-reads of a waited-for task (for changes made by other processes)
 TAKEOVER_INTERVAL = 2.0  # seconds between looks for dead processes' work (PostgreSQL: others may die)
 TERMINAL_EVENTS = frozenset({"task.completed", "task.failed", "task.cancelled"})
 
 
 class Runtime:
-    """The durable runtime of this process. Use as `async with Runtime() as rt:`."""
+    """The durable runtime of this process. Use as `async with Runtime() as rt:`.
+
+    This is the core alone; `bgagents.Runtime` is this with conversations and schedules attached.
+    Features attach through `extensions` (see `bgagents.core.extensions`)."""
 
     def __init__(self, settings: Settings | None = None, *, clock: Callable[[], float] = time.time,
-                 executor_id: str | None = None, tracer_provider: TracerProvider | None = None) -> None:
+                 executor_id: str | None = None, tracer_provider: TracerProvider | None = None,
+                 extensions: Sequence[Extension] = ()) -> None:
         """`tracer_provider`: OpenTelemetry spans for each turn, model request and tool call (off without one)."""
         self.settings = settings or Settings()
         self.tracer_provider = tracer_provider
         self.clock = clock
         self.executor_id = executor_id or new_executor_id()
         self._lease: Lease | None = None
+        self.extensions: builtins.list[Extension] = list(extensions)
         self.models = ModelRegistry()
         self.bus = EventBus()
         self._profiles: dict[str, Profile] | None = None
         self._started = False
         self._watcher: asyncio.Task[None] | None = None
-        self._last_drain_prune = time.monotonic()
         self._git_lock = asyncio.Lock()  # one git operation on the shared repository at a time
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -114,23 +118,27 @@ class Runtime:
         outputs.mkdir(parents=True, exist_ok=True)
         self._profiles = load_profiles(settings)
         self.db_engine = db.create_engine(settings.sqlalchemy_url)
-        self.store = Store(self.db_engine, clock=self.clock)
+        for extension in self.extensions:
+            if extension.metadata is not None:
+                db.create_tables(self.db_engine, extension.metadata)
+        self.store = Store(self.db_engine, clock=self.clock, extensions=self.extensions)
         self.services = Services(store=self.store, bus=self.bus, models=self.models, profiles=self.profiles,
                                  workspace=workspace, outputs_dir=outputs.resolve(), limits=settings.limits,
                                  spawner=RuntimeSpawner(self), clock=self.clock,
-                                 tracer_provider=self.tracer_provider, sandbox=sandbox)
-        self.conversations = Conversations(self)
-        self.conversations.attach()
+                                 tracer_provider=self.tracer_provider, sandbox=sandbox, toolsets=self._toolsets)
+        for extension in self.extensions:
+            extension.attach(self)
         c = settings.concurrency
         self.engine = Engine(self.services, settings.sqlalchemy_url, settings.queue_polling_interval,
                              executor_id=self.executor_id,
                              limits={c.default, *c.providers.values(), *c.models.values()})
         self.engine.launch()
         await self._take_over()
-        await self.engine.start_queues(serial=(CONVERSATION_QUEUE,))
+        await self.engine.start_queues(serial=tuple(q for extension in self.extensions for q in extension.queues))
         self._started = True
         await self._reconcile()
-        await self.conversations.start()
+        for extension in self.extensions:
+            await extension.start()
         self._watcher = asyncio.create_task(self._watch())
 
     async def stop(self, grace: float = 5.0) -> None:
@@ -138,7 +146,8 @@ class Runtime:
         if not self._started:
             return
         self._started = False
-        await self.conversations.stop()
+        for extension in reversed(self.extensions):
+            await extension.stop()
         if self._watcher:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -152,6 +161,10 @@ class Runtime:
     def profiles(self) -> dict[str, Profile]:
         assert self._profiles is not None, "the runtime is not started"
         return self._profiles
+
+    async def _toolsets(self, task: Task) -> builtins.list[AbstractToolset[ToolContext]]:
+        """The tools extensions add to this task's turn."""
+        return [toolset for extension in self.extensions for toolset in await extension.toolsets(task)]
 
     def register_model(self, name: str, model: Model) -> None:
         """Makes `model` usable under `name` (e.g. a FunctionModel in tests, a configured client)."""
@@ -212,9 +225,11 @@ class Runtime:
         pruned = await self.prune(now - limits.retention_days * 86400)
         if pruned:
             log.info("retention: removed %d finished task(s)", pruned)
-        if time.monotonic() - self._last_drain_prune >= DRAIN_PRUNE_INTERVAL:
-            self._last_drain_prune = time.monotonic()
-            await self.conversations.prune_drains(now - DRAIN_PRUNE_INTERVAL)
+        for extension in self.extensions:
+            try:
+                await extension.sweep(now)
+            except Exception:  # one extension's error does not keep the others from their housekeeping
+                log.exception("housekeeping of %s", extension.name)
 
     async def prune(self, finished_before: float) -> int:
         """Removes tasks finished before the cutoff (see Store.prune_sync for what stays), with their workflows."""

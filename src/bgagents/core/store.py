@@ -16,6 +16,7 @@ from pydantic_ai.messages import ModelMessage, ModelMessagesTypeAdapter, ModelRe
 from pydantic_core import to_jsonable_python
 
 from . import db
+from .extensions import Extension
 from .schema import ACTIVE, TERMINAL, Approval, Event, Progress, Task
 
 T = TypeVar("T")
@@ -55,9 +56,11 @@ def continuable(history: list[Any]) -> list[Any]:
 
 
 class Store:
-    def __init__(self, engine: sa.Engine, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, engine: sa.Engine, *, clock: Callable[[], float] = time.time,
+                 extensions: Sequence[Extension] = ()) -> None:
         self.engine = engine
         self.clock = clock
+        self.extensions = extensions  # their task_ended hooks join the transaction that ends a task
         # our own threads: the loop's default executor belongs to DBOS, which shuts it down on destroy
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="bgagents-db")
 
@@ -152,7 +155,8 @@ class Store:
                 return None
             if values.get("status") in TERMINAL:
                 self._notify_parent(conn, task_id)
-                self._record_outcome(conn, task_id)
+                for extension in self.extensions:
+                    extension.task_ended(conn, task_id)
             if event_type is None:
                 return True
             return self.insert_event(conn, event_type, task_id, event_data or {})
@@ -201,25 +205,6 @@ class Store:
             self.insert_event(conn, "conversation.children_done", None,
                                {"children": [w.child_id for w in waiting], "summary": text},
                                conversation_id=child.parent_id)
-
-    def _record_outcome(self, conn: sa.Connection, task_id: str) -> None:
-        """A conversation session's turn ended: its outcome is kept, in the transaction that ends it, for
-        the conversation to deliver or feed back (exactly once; a killed session's is marked so)."""
-        session = conn.execute(sa.select(db.conv_sessions).where(db.conv_sessions.c.task_id == task_id)).first()
-        if session is None:
-            return
-        task = conn.execute(sa.select(db.tasks).where(db.tasks.c.id == task_id)).one()
-        if conn.execute(sa.select(db.conv_outcomes.c.id).where(db.conv_outcomes.c.task_id == task_id,
-                                                               db.conv_outcomes.c.turn == task.turn)).first():
-            return
-        result = task.result
-        status = task.status
-        if session.result_override is not None:  # a health check found it finished and stopped it
-            result, status = {"text": None, "data": session.result_override}, "completed"
-        conn.execute(db.conv_outcomes.insert().values(
-            conversation_id=session.conversation_id, task_id=task_id, turn=task.turn, name=session.name,
-            role=session.role, killed=session.killed, status=status, result=result, error=task.error,
-            created_at=self.clock(), handled=False))
 
     async def update_task(self, task_id: str, values: dict[str, Any], event_type: str | None,
                           event_data: dict[str, Any] | None = None,
@@ -416,16 +401,17 @@ class Store:
 
     def prune_sync(self, finished_before: float) -> dict[str, int]:
         """Deletes tasks finished before the cutoff, unless a parent that is still active refers to them or
-        they are a conversation's main session (its next event resumes it)."""
+        an extension retains them (e.g. a conversation's main session, which its next event resumes)."""
         with self.engine.begin() as conn:
             parents = sa.select(db.tasks.c.id).where(db.tasks.c.status.in_(list(ACTIVE)))
-            mains = sa.select(db.conversations.c.main_task_id).where(db.conversations.c.main_task_id.is_not(None))
-            old_turns = {r.id: r.turn for r in conn.execute(
-                sa.select(db.tasks.c.id, db.tasks.c.turn).where(db.tasks.c.status.in_(list(TERMINAL)),
-                                               db.tasks.c.finished_at < finished_before,
-                                               db.tasks.c.id.not_in(mains),
-                                               sa.or_(db.tasks.c.parent_id.is_(None),
-                                                      db.tasks.c.parent_id.not_in(parents))))}
+            query = sa.select(db.tasks.c.id, db.tasks.c.turn).where(
+                db.tasks.c.status.in_(list(TERMINAL)), db.tasks.c.finished_at < finished_before,
+                sa.or_(db.tasks.c.parent_id.is_(None), db.tasks.c.parent_id.not_in(parents)))
+            for extension in self.extensions:
+                kept = extension.retained()
+                if kept is not None:
+                    query = query.where(db.tasks.c.id.not_in(kept))
+            old_turns = {r.id: r.turn for r in conn.execute(query)}
             old = list(old_turns)
             for table, column in ((db.messages, db.messages.c.session_id), (db.events, db.events.c.task_id),
                                   (db.steering, db.steering.c.task_id), (db.approvals, db.approvals.c.task_id),

@@ -8,8 +8,8 @@ from typing import Literal
 
 import httpx
 
-from ..core.runtime import Runtime
 from ..errors import BgAgentsError
+from ..runtime import Runtime
 from ..settings import Settings
 from .backends import HttpBackend, RuntimeBackend
 from .tools import build_server

@@ -10,8 +10,8 @@ from fastapi import APIRouter, FastAPI, Request
 from starlette.routing import Route
 
 from .. import __version__
-from ..core.runtime import Runtime
 from ..mcp.http import MCPEndpoint
+from ..runtime import Runtime
 from ..webhooks import Webhooks
 from . import approvals, conversations, events, files, tasks, usage, webhooks
 from .auth import RequireToken

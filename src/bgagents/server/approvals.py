@@ -6,8 +6,8 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 
-from ..core.runtime import Runtime
 from ..core.schema import Approval
+from ..runtime import Runtime
 from .bodies import DecisionBody
 from .openapi import errors
 

@@ -9,8 +9,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from ..core.runtime import Runtime
 from ..errors import InvalidInput
+from ..runtime import Runtime
 from .bodies import MAX_INT
 from .openapi import errors
 

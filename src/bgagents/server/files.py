@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
-from ..core.runtime import Runtime
 from ..errors import InvalidInput, NotFound
+from ..runtime import Runtime
 from ..tools.workspace import WorkspaceError, resolve_path
 from .openapi import errors
 

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Query, Request
 
 from ..conversation.schema import Peek
 from ..core.names import task_id as new_task_id
-from ..core.runtime import Runtime
 from ..core.schema import Output, Task, TranscriptEntry, WorktreeDiff
 from ..errors import InvalidInput
+from ..runtime import Runtime
 from ..webhooks import Webhooks
 from ..webhooks.service import TASK_EVENTS
 from .bodies import MAX_INT, BatchBody, CancelAllBody, ForkBody, LaunchBody, MessageBody, ResumeBody

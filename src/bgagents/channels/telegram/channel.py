@@ -31,8 +31,8 @@ from aiogram.exceptions import (
 )
 from aiogram.types import Update
 
-from ...core.runtime import Runtime
 from ...errors import BgAgentsError
+from ...runtime import Runtime
 from ...settings import TelegramSettings
 from .handlers import Handlers
 from .outbox import Outbox

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from ...core import db
+from ...conversation import tables
 
 metadata = sa.MetaData()
 
@@ -97,8 +97,8 @@ class TelegramStore:
             row = conn.execute(sa.select(deliveries).where(deliveries.c.bot_id == self.bot_id,
                                                            deliveries.c.chat_id == chat_id)).first()
             if row is None:
-                last = conn.execute(sa.select(sa.func.max(db.conv_responses.c.seq))
-                                    .where(db.conv_responses.c.conversation_id == conversation_id)).scalar()
+                last = conn.execute(sa.select(sa.func.max(tables.conv_responses.c.seq))
+                                    .where(tables.conv_responses.c.conversation_id == conversation_id)).scalar()
                 conn.execute(deliveries.insert().values(bot_id=self.bot_id, chat_id=chat_id, sent_seq=last or 0,
                                                         sending_seq=None, sending_parts=0))
                 return Cursor(last or 0, None, 0)
