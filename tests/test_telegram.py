@@ -49,21 +49,18 @@ def tg_settings(tmp_path: Path, fake: FakeTelegram, **telegram: Any) -> Settings
 @asynccontextmanager
 async def bot(settings: Settings, handler: Handler | None = None) -> AsyncIterator[tuple[Runtime, TelegramChannel,
                                                                                         Brain | None]]:
-    """A runtime (the demo model, or a scripted Brain) with the channel started on it."""
+    """A runtime (the demo model, or a scripted Brain) with the channel attached as its extension."""
     brain = Brain(handler) if handler is not None else None
     if brain is not None:
         settings = settings.model_copy(update={"model": "brain",
                                                "conversation": ConversationSettings(wait_threshold=5.0)})
-    async with Runtime(settings) as rt:
-        if brain is not None:
-            rt.register_model("brain", FunctionModel(brain, model_name="brain"))
-        channel = TelegramChannel(rt, settings.telegram)
-        await channel.start()
-        await asyncio.wait_for(channel.ready.wait(), 10)
-        try:
-            yield rt, channel, brain
-        finally:
-            await channel.stop()
+    channel = TelegramChannel(settings.telegram)
+    rt = Runtime(settings, extensions=[channel])
+    if brain is not None:
+        rt.register_model("brain", FunctionModel(brain, model_name="brain"))
+    async with rt:
+        await asyncio.wait_for(channel.ready.wait(), 30)
+        yield rt, channel, brain
 
 
 async def events(rt: Runtime, cid: str = CID) -> list[Any]:

@@ -12,11 +12,9 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import uvicorn
-from fastapi import FastAPI
 
 from .. import traces
 from ..core.identity import DatabaseInUse
@@ -24,6 +22,9 @@ from ..errors import UnknownModel
 from ..runtime import Runtime
 from ..server import create_app
 from ..settings import Settings
+
+if TYPE_CHECKING:
+    from ..channels.telegram import TelegramChannel
 from ..tools.sandbox import SandboxUnavailable, choose
 
 
@@ -73,29 +74,16 @@ def _stop_workers(procs: list[subprocess.Popen[bytes]], timeout: float = 30.0) -
             proc.wait()
 
 
-def with_telegram(app: FastAPI, runtime: Runtime, settings: Settings) -> None:
-    """The Telegram channel runs inside the app's lifespan, after the runtime starts and before it stops."""
+def telegram_channel(settings: Settings) -> TelegramChannel | None:
+    """The Telegram channel when `[telegram] token` is set (a runtime extension)."""
+    if settings.telegram.token is None:
+        return None
     try:
         from ..channels.telegram import TelegramChannel
-        from ..channels.telegram.webhook import webhook_router
     except ImportError:
         raise SystemExit("[telegram] token is set but the Telegram channel is not installed: "
                          "pip install 'bgagents[telegram]'") from None
-    channel = TelegramChannel(runtime, settings.telegram)
-    if channel.webhook:
-        app.include_router(webhook_router(channel))
-    inner = app.router.lifespan_context
-
-    @asynccontextmanager
-    async def lifespan(a: FastAPI) -> AsyncIterator[None]:
-        async with inner(a):
-            await channel.start()
-            try:
-                yield
-            finally:
-                await channel.stop()
-
-    app.router.lifespan_context = lifespan
+    return TelegramChannel(settings.telegram)
 
 
 def model_warning(runtime: Runtime) -> str | None:
@@ -120,11 +108,14 @@ def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> No
     token = settings.resolve_token(create=True)
     assert token is not None
     tracer_provider = traces.provider_from_env()
-    runtime = Runtime(settings, tracer_provider=tracer_provider)
+    telegram = telegram_channel(settings)
+    runtime = Runtime(settings, tracer_provider=tracer_provider, extensions=[telegram] if telegram else [])
     _claim(runtime)  # before the port is bound: a second server on the same SQLite home stops here
     app = create_app(runtime, token, host=host)
-    if settings.telegram.token is not None:
-        with_telegram(app, runtime, settings)
+    if telegram is not None and telegram.webhook:
+        from ..channels.telegram.webhook import webhook_router
+
+        app.include_router(webhook_router(telegram))
     where = "BGAGENTS_TOKEN" if settings.token else str(settings.home / "token")
     more = f", {workers - 1} more worker process(es)" if workers > 1 else ""
     print(f"bgagents serving on http://{host}:{port} (home {settings.home}, token from {where}{more})",

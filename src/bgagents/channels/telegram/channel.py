@@ -15,7 +15,7 @@ import functools
 import hashlib
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.session.aiohttp import AiohttpSession
@@ -31,12 +31,16 @@ from aiogram.exceptions import (
 )
 from aiogram.types import Update
 
+from ...core.extensions import Extension
 from ...errors import BgAgentsError
 from ...runtime import Runtime
 from ...settings import TelegramSettings
 from .handlers import Handlers
 from .outbox import Outbox
-from .store import TelegramStore
+from .store import TelegramStore, metadata
+
+if TYPE_CHECKING:
+    from ...core.runtime import Runtime as CoreRuntime
 
 log = logging.getLogger("bgagents.telegram")
 
@@ -58,13 +62,16 @@ def chat_of(update: Update) -> int | None:
     return None
 
 
-class TelegramChannel:
-    """Started after the runtime (it uses the runtime's database and conversations), stopped before."""
+class TelegramChannel(Extension):
+    """An extension of `bgagents.Runtime` (it needs its conversations): `Runtime(extensions=[channel])`."""
 
-    def __init__(self, runtime: Runtime, settings: TelegramSettings) -> None:
+    name = "telegram"
+    metadata = metadata
+
+    def __init__(self, settings: TelegramSettings) -> None:
         if settings.token is None:
             raise ValueError("the Telegram channel needs [telegram] token")
-        self.runtime = runtime
+        self._runtime: Runtime | None = None
         self.settings = settings
         self._token = settings.token.get_secret_value()
         session = AiohttpSession(api=TelegramAPIServer.from_base(settings.api_url))
@@ -78,6 +85,11 @@ class TelegramChannel:
         self._failures: dict[int, int] = {}
         self._lock = asyncio.Lock()
         self.ready = asyncio.Event()  # set once the bot is known to Telegram and updates flow
+
+    @property
+    def runtime(self) -> Runtime:
+        assert self._runtime is not None, "the Telegram channel is not attached to a runtime"
+        return self._runtime
 
     @property
     def store(self) -> TelegramStore:
@@ -109,12 +121,16 @@ class TelegramChannel:
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        self._store = TelegramStore(self.runtime.db_engine, self.bot.id)
-        await self.run(self.store.create_sync)
+    def attach(self, runtime: CoreRuntime) -> None:
+        if not isinstance(runtime, Runtime):
+            raise TypeError("the Telegram channel needs bgagents.Runtime (the runtime with conversations)")
+        self._runtime = runtime
+        self._store = TelegramStore(runtime.db_engine, self.bot.id)
         if self._handlers is None:
             self._handlers = Handlers(self)
             self.dispatcher.include_router(self._handlers.router)
+
+    async def start(self) -> None:
         if not self.allowed:
             log.warning("telegram: no chat is allowed ([telegram] allowed_chats); every chat gets a refusal")
         self.spawn(self._main())

@@ -56,9 +56,6 @@ class TelegramStore:
         self.engine = engine
         self.bot_id = bot_id
 
-    def create_sync(self) -> None:
-        metadata.create_all(self.engine)
-
     # -- updates in --------------------------------------------------------------------------------
 
     def record_offset(self, conn: sa.Connection, update_id: int) -> None:
