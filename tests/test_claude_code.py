@@ -382,3 +382,36 @@ async def test_isolated_worktree(claude_env: FakeAnthropic, tmp_path: Path) -> N
         await rt.merge(task.id)
         assert "mine" in (ws / "shared.txt").read_text()
         assert "bgagents" in git(ws, "log", "--oneline")
+
+
+async def test_stop_while_waiting_for_approval_resumes_the_session(claude_env: FakeAnthropic,
+                                                                   tmp_path: Path) -> None:
+    """A server that stops (SIGTERM) mid-turn resumes the same session on its next start; the approval the
+    stopped CLI was waiting for is closed as denied, and the agent is told to go on."""
+    from bgagents.settings import ProfileSettings
+
+    def script(body: dict[str, Any]) -> Reply:
+        if "previous run of this turn was interrupted" in texts_of(body):
+            return Reply(text="resumed after the restart")
+        return tool("Bash", command="touch asked.txt", description="Needs a person")
+
+    claude_env.script = script
+    settings = make_settings(tmp_path, agents={"careful": ProfileSettings(runner="claude-code",
+                                                                          permissions={"bash": "ask"})})
+    async with Runtime(settings) as rt:
+        task = await rt.launch("make a file", agent="careful")
+
+        async def waiting() -> bool:
+            return (await rt.get(task.id)).status == "waiting"
+
+        await wait_for(waiting, timeout=60)
+    assert claude_children() == []
+    async with Runtime(settings) as rt:
+        done = await rt.wait(task.id, timeout=60)
+        assert done.status == "completed", done.error
+        assert done.result is not None and done.result.text == "resumed after the restart"
+        [closed] = await rt.approvals("denied")
+        assert "interrupted by a restart" in (closed.decision_reason or "")
+    resumed = claude_env.main_requests()[-1]
+    assert "make a file" in texts_of(resumed)
+    assert not (tmp_path / "ws" / "asked.txt").exists()
