@@ -1,7 +1,7 @@
-"""`bgagents.Runtime`: the core runtime with the default extensions attached (conversations).
+"""`bgagents.Runtime`: the core runtime with the default extensions attached (conversations, schedules).
 
 `bgagents.core.runtime.Runtime` is the core alone; this is what the server, the CLI and most
-programs use, so that `rt.conversations` is there."""
+programs use, so that `rt.conversations` and `rt.schedules` are there."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from typing import Any
 from .conversation.orchestrator import Conversations
 from .core.extensions import Extension
 from .core.runtime import Runtime as CoreRuntime
+from .schedules.scheduler import Schedules
 from .settings import Settings
 
 
 class Runtime(CoreRuntime):
-    """The durable runtime with conversations. Use as `async with Runtime() as rt:`.
+    """The durable runtime with conversations and schedules. Use as `async with Runtime() as rt:`.
 
     `options` are the core runtime's (`clock`, `executor_id`, `tracer_provider`, ...); `extensions`
     are attached after the default ones."""
@@ -23,4 +24,5 @@ class Runtime(CoreRuntime):
     def __init__(self, settings: Settings | None = None, *, extensions: Sequence[Extension] = (),
                  **options: Any) -> None:
         self.conversations = Conversations()
-        super().__init__(settings, extensions=[self.conversations, *extensions], **options)
+        self.schedules = Schedules(self.conversations)
+        super().__init__(settings, extensions=[self.conversations, self.schedules, *extensions], **options)

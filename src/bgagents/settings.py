@@ -12,6 +12,7 @@ import os
 import secrets
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import (
@@ -134,6 +135,29 @@ class TelegramSettings(BaseModel):
         return value
 
 
+def iana_zone(value: str) -> str:
+    """`value` if it names an IANA time zone (zoneinfo), else a ValueError that says so."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"'{value}' is not an IANA time zone (e.g. 'Europe/Berlin', 'UTC')") from None
+    return value
+
+
+class ScheduleSettings(BaseModel):
+    """Schedules (SPEC 6). Durations are in seconds."""
+
+    timezone: str = "UTC"  # of a schedule that names none
+    catch_up: Literal["none", "once", "all"] = "once"  # missed cron runs of a schedule that says nothing
+    max_missed_age: float = Field(7 * 86400.0, gt=0)  # older missed runs are dropped (and logged)
+    grace: float = Field(60.0, ge=0)  # a run later than this is "missed" (fires with missed_by)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        return iana_zone(value)
+
+
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8321
@@ -158,6 +182,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     spawn: SpawnSettings = Field(default_factory=SpawnSettings)
     conversation: ConversationSettings = Field(default_factory=ConversationSettings)
+    schedules: ScheduleSettings = Field(default_factory=ScheduleSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)

@@ -85,6 +85,11 @@ def _answer(event: ET.Element) -> dict[str, Any]:
         text = (result.findtext("text") or "[No output]").removeprefix(f"{LABEL} ")
         files = [f.get("path") or "" for f in result.iter("file")]
         return _send(f"Background agent {name!r} reports: {text}", files=files)
+    if kind == "schedule-trigger":
+        schedule = event.find("schedule")
+        name = schedule.get("name") if schedule is not None else "a schedule"
+        late = schedule.get("missed-by") if schedule is not None else None
+        return _send(f"Scheduled ({name}{f', {late} late' if late else ''}): {text}")
     if kind == "background-agent-progress":
         return {"action": "silent", "action_reason": "progress changes nothing for the person"}
     instructions = event.findtext("instructions") or ""

@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
+import sqlalchemy as sa
 from dbos import DBOS
 from opentelemetry.trace import TracerProvider
 from pydantic_ai.messages import (
@@ -275,20 +276,22 @@ class Runtime:
                      isolation: str | None = None,
                      _id: str | None = None, _history: builtins.list[Any] | None = None,
                      _forked_from: dict[str, Any] | None = None, _spawn_key: str | None = None,
-                     _worktree_start: str | None = None) -> Task:
+                     _worktree_start: str | None = None,
+                     _also: Callable[[sa.Connection], None] | None = None) -> Task:
         """Queues a task and returns it at once, in `queued`.
 
         `instructions` come before the profile's prompt; with `output_schema` (a JSON schema of an
         object) the result is structured data (`result.data`) instead of text. With `isolation="worktree"`
         (or the profile's) the task works in its own git worktree of the workspace (see core/worktrees.py);
-        a child of such a task works in its parent's."""
+        a child of such a task works in its parent's. `_also` writes in the transaction that stores the
+        task (an extension's record of what launched it)."""
         task = await self._prepare(
             prompt, name=name, description=description, agent=agent, model=model, fallback_models=fallback_models,
             parent_id=parent_id, priority=priority, limits=limits, instructions=instructions,
             output_schema=output_schema, isolation=isolation, _id=_id, _forked_from=_forked_from,
             _worktree_start=_worktree_start)
         try:
-            event = await self.store.insert_task(task, _history or [], _spawn_key)
+            event = await self.store.insert_task(task, _history or [], _spawn_key, _also)
         except Exception:
             if task.worktree is not None and not _id:
                 await asyncio.to_thread(worktrees.remove, task.worktree)

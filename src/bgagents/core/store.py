@@ -90,10 +90,14 @@ class Store:
         self._insert_messages(conn, task.id, 0, 0, messages)
         return self.insert_event(conn, "task.queued", task.id, {"task": values})
 
-    def insert_task_sync(self, task: Task, messages: Sequence[ModelMessage] = (),
-                         spawn_key: str | None = None) -> Event:
+    def insert_task_sync(self, task: Task, messages: Sequence[ModelMessage] = (), spawn_key: str | None = None,
+                         also: Callable[[sa.Connection], None] | None = None) -> Event:
+        """Stores a new task; `also` writes in the same transaction (e.g. what launched it, exactly once)."""
         with self.engine.begin() as conn:
-            return self._insert_task(conn, task, messages, spawn_key)
+            event = self._insert_task(conn, task, messages, spawn_key)
+            if also is not None:
+                also(conn)
+            return event
 
     def insert_tasks_sync(self, items: Sequence[tuple[Task, Sequence[ModelMessage], str | None]]) -> list[Event]:
         """Several tasks in one transaction: all stored, or none."""
@@ -103,9 +107,9 @@ class Store:
     async def insert_tasks(self, items: Sequence[tuple[Task, Sequence[ModelMessage], str | None]]) -> list[Event]:
         return await self.run(self.insert_tasks_sync, items)
 
-    async def insert_task(self, task: Task, messages: Sequence[ModelMessage] = (),
-                          spawn_key: str | None = None) -> Event:
-        return await self.run(self.insert_task_sync, task, messages, spawn_key)
+    async def insert_task(self, task: Task, messages: Sequence[ModelMessage] = (), spawn_key: str | None = None,
+                          also: Callable[[sa.Connection], None] | None = None) -> Event:
+        return await self.run(self.insert_task_sync, task, messages, spawn_key, also)
 
     def _one_task(self, where: sa.ColumnElement[bool]) -> Task | None:
         with self.engine.connect() as conn:

@@ -13,7 +13,7 @@ from .. import __version__
 from ..mcp.http import MCPEndpoint
 from ..runtime import Runtime
 from ..webhooks import Webhooks
-from . import approvals, conversations, events, files, tasks, usage, webhooks
+from . import approvals, conversations, events, files, schedules, tasks, usage, webhooks
 from .auth import RequireToken
 from .docs import install_docs
 from .errors import install_error_handlers
@@ -64,6 +64,7 @@ def create_app(runtime: Runtime, token: str, *, manage_runtime: bool = True, hos
     api.include_router(files.router)
     api.include_router(usage.router)
     api.include_router(webhooks.router)
+    api.include_router(schedules.router)
 
     @api.get("/agents", tags=["meta"])
     async def agents(request: Request) -> list[dict[str, Any]]:
