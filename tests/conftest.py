@@ -137,7 +137,7 @@ class ServerProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 90.0) -> None:  # a loaded machine may take that long
         log = open(self.home / f"server-{time.time_ns()}.log", "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bgagents.cli.main", "serve", "--port", str(self.port)],

@@ -116,7 +116,7 @@ async def responses(rt: Runtime, count: int, timeout: float = 10.0) -> list[str]
         await rt.conversations.wait_for_response(CID, found[-1].seq if found else 0, 0.5)
 
 
-async def until(predicate: Callable[[], Awaitable[bool]], what: str, timeout: float = 10.0) -> None:
+async def until(predicate: Callable[[], Awaitable[bool]], what: str, timeout: float = 30.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not await predicate():
         assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
@@ -158,6 +158,11 @@ async def test_demotion_after_the_wait_and_the_demoted_answer_returns_as_an_even
     assert "echo: long job" not in got
     result = brain.events("background-agent-result")[-1]
     assert result.find("original-event").get("name") == first.name  # type: ignore[union-attr]
+
+
+async def _main_turn_queued(rt: Runtime) -> bool:
+    """A main turn (priority 10) waits in the queue."""
+    return any(t.priority >= 10 for t in await rt.list("queued"))
 
 
 async def _running(rt: Runtime, name: str | None = None) -> bool:
@@ -459,11 +464,14 @@ async def test_main_turns_go_before_queued_background_work(tmp_path: Path) -> No
         assert await responses(rt, 1) == ["started"]
         await until(lambda: _running(rt, "alpha"), "alpha to take the one slot")
         await rt.conversations.message(CID, "hello")
-        await asyncio.sleep(0.2)
+        await until(lambda: _main_turn_queued(rt), "the main turn for 'hello' to queue behind alpha")
         gate_a.set()
         assert (await responses(rt, 2))[1] == "echo: hello"  # before bravo, which was queued first
         [b] = [s for s in await rt.conversations.sessions(CID) if s.name == "bravo"]
-        assert b.status == "queued"
+        [hello_turn] = [t for t in await rt.list() if t.priority >= 10]  # the main session's task
+        bravo = await rt.get(b.task_id)
+        # bravo takes the slot only once the main turn has given it back
+        assert bravo.started_at is None or (hello_turn.finished_at and bravo.started_at >= hello_turn.finished_at)
         gate_b.set()
         await responses(rt, 4)
 
