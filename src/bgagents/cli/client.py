@@ -5,11 +5,17 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from httpx_sse import connect_sse
 
 from ..settings import Settings
+
+
+def dashboard_url(url: str, token: str) -> str:
+    """The dashboard's address that logs a browser in (it then drops the token from the address bar)."""
+    return f"{url.rstrip('/')}/?token={quote(token, safe='')}"
 
 
 class ClientError(Exception):

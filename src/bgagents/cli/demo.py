@@ -20,7 +20,7 @@ from rich.live import Live
 from rich.text import Text
 
 from . import render
-from .client import Client, ClientError
+from .client import Client, ClientError, dashboard_url
 
 PROMPTS = [
     "Survey the workspace and write a short note about what is in it",
@@ -87,6 +87,7 @@ def run_demo(*, keep: bool, agents: int, port: int | None, json_mode: bool) -> i
     try:
         console.print(f"[bold]Starting a demo server[/bold] at {url}", soft_wrap=True)
         console.print(f"home: {home}", soft_wrap=True, style="dim")
+        console.print(f"dashboard: {dashboard_url(url, token)}", soft_wrap=True)
         _wait_ready(client, server)
         ids = [client.post("/tasks", {"prompt": PROMPTS[i % len(PROMPTS)], "model": "demo"})["id"]
                for i in range(agents)]
@@ -116,6 +117,7 @@ def run_demo(*, keep: bool, agents: int, port: int | None, json_mode: bool) -> i
             console.print(f"  {env} bgagents ls --all")
             console.print(f"  {env} bgagents logs {ids[0]}")
             console.print(f"  {env} bgagents show {ids[0]}")
+            console.print(f"  dashboard: {dashboard_url(url, token)}")
             console.print(f"  API docs: {url}/docs   (Ctrl-C stops the server)")
             server.wait()
         else:

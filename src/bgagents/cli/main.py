@@ -347,6 +347,25 @@ def peek(task_id: str, json_mode: JsonOpt = False) -> None:
         console.print(Text.assemble((peeked["name"], "bold"), ": ", peeked["text"]), soft_wrap=True)
 
 
+@app.command("open")
+def open_dashboard(
+    no_browser: Annotated[bool, typer.Option("--no-browser", help="Only print the address.")] = False,
+) -> None:
+    """Open the dashboard in a browser, logged in (prints its address too)."""
+    import webbrowser
+
+    from .client import dashboard_url
+
+    client = call(False, lambda c: c)
+    call(False, lambda c: c.get("/stats"))  # a clear error when no server answers or the token is wrong
+    if not client.token:
+        fail("no token: set BGAGENTS_TOKEN or start the server once to create $BGAGENTS_HOME/token", "no_token")
+    url = dashboard_url(client.url, client.token)
+    console.print(url, soft_wrap=True, highlight=False)
+    if not no_browser:
+        webbrowser.open(url)
+
+
 @app.command()
 def diff(task_id: str, stat: Annotated[bool, typer.Option("--stat", help="Only the summary.")] = False,
          json_mode: JsonOpt = False) -> None:

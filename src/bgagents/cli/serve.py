@@ -26,6 +26,7 @@ from ..settings import Settings
 if TYPE_CHECKING:
     from ..channels.telegram import TelegramChannel
 from ..tools.sandbox import SandboxUnavailable, choose
+from .client import dashboard_url
 
 
 class ServeError(Exception):
@@ -118,8 +119,9 @@ def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> No
         app.include_router(webhook_router(telegram))
     where = "BGAGENTS_TOKEN" if settings.token else str(settings.home / "token")
     more = f", {workers - 1} more worker process(es)" if workers > 1 else ""
-    print(f"bgagents serving on http://{host}:{port} (home {settings.home}, token from {where}{more})",
-          file=sys.stderr, flush=True)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    print(f"bgagents serving on http://{host}:{port} (home {settings.home}, token from {where}{more})\n"
+          f"dashboard: {dashboard_url(f'http://{shown}:{port}', token)}", file=sys.stderr, flush=True)
     warning = model_warning(runtime)
     if warning:
         print(f"warning: {warning}", file=sys.stderr, flush=True)

@@ -432,6 +432,26 @@ class Runtime:
             raise InvalidInput("limit must be at least 1")
         return await self.store.list_tasks(statuses, parent_id, limit)
 
+    async def find(self, status: builtins.list[str] | None = None, search: str | None = None, *,
+                   top_level: bool = False, offset: int = 0,
+                   limit: int = 50) -> tuple[builtins.list[Task], int]:
+        """A page of tasks (newest first) whose id, name, prompt, agent or model contains `search`, and the
+        number that match in all: for views that page through many tasks."""
+        for s in status or []:
+            if s not in ACTIVE | TERMINAL:
+                raise InvalidInput(f"unknown status '{s}'; known: {', '.join(sorted(ACTIVE | TERMINAL))}")
+        if offset < 0 or limit < 1:
+            raise InvalidInput("offset must be >= 0 and limit >= 1")
+        return await self.store.run(self.store.find_tasks_sync, status, search or None, top_level, offset, limit)
+
+    async def descendants(self, root_ids: builtins.list[str], limit: int = 1000) -> builtins.list[Task]:
+        """Every task launched under these root tasks (at any depth), oldest first."""
+        return await self.store.run(self.store.tasks_under_sync, root_ids, limit) if root_ids else []
+
+    async def last_event_seq(self) -> int:
+        """The sequence number of the newest stored event (0 when there is none): where to follow from."""
+        return await self.store.run(self.store.last_event_seq_sync)
+
     async def wait(self, task_id: str, timeout: float | None = None) -> Task:
         """The task once it ends, or as it is when `timeout` passes.
 

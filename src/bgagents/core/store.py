@@ -143,6 +143,35 @@ class Store:
                          limit: int | None = None, ids: Sequence[str] | None = None) -> list[Task]:
         return await self.run(self.list_tasks_sync, status, parent_id, limit, ids)
 
+    def find_tasks_sync(self, status: Sequence[str] | None, search: str | None, top_level: bool,
+                        offset: int, limit: int) -> tuple[list[Task], int]:
+        """One page of tasks (newest first) matching the filters, and how many match in all."""
+        where: list[sa.ColumnElement[bool]] = []
+        if status:
+            where.append(db.tasks.c.status.in_(list(status)))
+        if top_level:
+            where.append(db.tasks.c.parent_id.is_(None))
+        if search:
+            pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            where.append(sa.or_(*(column.ilike(pattern, escape="\\") for column in (
+                db.tasks.c.id, db.tasks.c.name, db.tasks.c.prompt, db.tasks.c.agent, db.tasks.c.model))))
+        query = (sa.select(db.tasks).where(*where).order_by(db.tasks.c.created_at.desc(), db.tasks.c.id.desc())
+                 .offset(offset).limit(limit))
+        with self.engine.connect() as conn:
+            total = conn.execute(sa.select(sa.func.count()).select_from(db.tasks).where(*where)).scalar_one()
+            return [_task_from_row(row) for row in conn.execute(query)], total
+
+    def tasks_under_sync(self, root_ids: Sequence[str], limit: int) -> list[Task]:
+        """The descendants of these root tasks, oldest first."""
+        query = (sa.select(db.tasks).where(db.tasks.c.root_id.in_(list(root_ids)), db.tasks.c.parent_id.is_not(None))
+                 .order_by(db.tasks.c.created_at, db.tasks.c.id).limit(limit))
+        with self.engine.connect() as conn:
+            return [_task_from_row(row) for row in conn.execute(query)]
+
+    def last_event_seq_sync(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.max(db.events.c.seq))).scalar_one() or 0)
+
     def update_task_sync(self, task_id: str, values: dict[str, Any], event_type: str | None,
                          event_data: dict[str, Any] | None = None,
                          only_if_status: Iterable[str] | None = None) -> Event | bool | None:

@@ -13,7 +13,7 @@ from .. import __version__
 from ..mcp.http import MCPEndpoint
 from ..runtime import Runtime
 from ..webhooks import Webhooks
-from . import approvals, conversations, events, files, schedules, tasks, usage, webhooks
+from . import approvals, conversations, dashboard, events, files, schedules, tasks, usage, webhooks
 from .auth import RequireToken
 from .docs import install_docs
 from .errors import install_error_handlers
@@ -80,4 +80,5 @@ def create_app(runtime: Runtime, token: str, *, manage_runtime: bool = True, hos
     app.include_router(api)
     # MCP over streamable HTTP (an ASGI endpoint of the SDK's, so not in the OpenAPI document).
     app.router.routes.append(Route("/mcp", endpoint=mcp_endpoint, methods=["GET", "POST", "DELETE"]))
+    dashboard.install(app)
     return app

@@ -1,0 +1,68 @@
+"""Logging in as Jupyter does: `/?token=TOKEN` (or the form) sets the session cookie, then a clean URL."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from string import Template
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from ... import __version__
+from ..auth import SESSION_COOKIE, csrf_token, has_session, same_origin, session_value, token_matches
+
+router = APIRouter(include_in_schema=False)
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def render(name: str, **values: str) -> str:
+    """A page from templates/, with `$name` placeholders filled with HTML-escaped values."""
+    text = (TEMPLATES / name).read_text()
+    return Template(text).safe_substitute({k: html.escape(v) for k, v in values.items()})
+
+
+def login_page(error: str = "", status: int = 200) -> HTMLResponse:
+    return HTMLResponse(render("login.html", error=error, version=__version__), status_code=status,
+                        headers={"Cache-Control": "no-store"})
+
+
+def logged_in(request: Request) -> RedirectResponse:
+    """A redirect to the clean URL, carrying the session cookie."""
+    response = RedirectResponse("/", status_code=303)
+    response.set_cookie(SESSION_COOKIE, session_value(request.app.state.token), httponly=True,
+                        samesite="strict", secure=request.url.scheme == "https", path="/")
+    return response
+
+
+@router.get("/")
+async def index(request: Request, token: str | None = None) -> Response:
+    """The dashboard, or the login page; `?token=` logs in and redirects to the bare URL."""
+    if token is not None:
+        if token_matches(token, request.app.state.token):
+            return logged_in(request)
+        return login_page("That token is not this server's token.", status=401)
+    if not has_session(request, request.app.state.token):
+        return login_page()
+    page = render("index.html", csrf=csrf_token(request.app.state.token), version=__version__)
+    return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    """The login form's POST (a plain urlencoded body, read without a multipart parser)."""
+    token = parse_qs((await request.body()).decode(errors="replace")).get("token", [""])[0]
+    if not same_origin(request):
+        return login_page("Log in from this server's own page.", status=403)
+    if not token_matches(token, request.app.state.token):
+        return login_page("That token is not this server's token.", status=401)
+    return logged_in(request)
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    response = RedirectResponse("/", status_code=303)
+    if same_origin(request):
+        response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
