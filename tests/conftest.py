@@ -201,3 +201,32 @@ def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     yield make
     for server in servers:
         server.stop()
+
+
+def seed_tasks(settings: Settings, count: int, *, children_of_first: int = 0, status: str = "completed",
+               prefix: str = "seeded") -> list[str]:
+    """Writes `count` finished top-level tasks straight into the database (newest last), and
+    `children_of_first` child tasks under the first one; returns the top-level ids."""
+    from bgagents.core import db
+    from bgagents.core.schema import Task
+
+    settings.home.mkdir(parents=True, exist_ok=True)
+    engine = db.create_engine(settings.sqlalchemy_url)
+    now = time.time()
+    rows: list[dict[str, Any]] = []
+    ids = []
+    for i in range(count):
+        tid = f"bg_{prefix}{i:06d}"
+        ids.append(tid)
+        rows.append(Task(id=tid, name=f"{prefix}-{i}", status=status, prompt=f"{prefix} task number {i}",  # type: ignore[arg-type]
+                         agent="general", model="demo", concurrency_key="demo", root_id=tid,
+                         created_at=now - count + i, started_at=now - count + i, finished_at=now - count + i + 1)
+                    .model_dump(mode="json"))
+    for j in range(children_of_first):
+        rows.append(Task(id=f"bg_{prefix}child{j:04d}", name=f"{prefix}-child-{j}", status=status,  # type: ignore[arg-type]
+                         prompt=f"child {j}", agent="explore", model="demo", concurrency_key="demo",
+                         parent_id=ids[0], root_id=ids[0], depth=1, created_at=now + j).model_dump(mode="json"))
+    with engine.begin() as conn:
+        conn.execute(db.tasks.insert(), rows)
+    engine.dispose()
+    return ids

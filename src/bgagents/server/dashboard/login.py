@@ -42,7 +42,7 @@ async def index(request: Request, token: str | None = None) -> Response:
     if token is not None:
         if token_matches(token, request.app.state.token):
             return logged_in(request)
-        return login_page("That token is not this server's token.", status=401)
+        return login_page("Wrong token: it is not the one this server uses.", status=401)
     if not has_session(request, request.app.state.token):
         return login_page()
     page = render("index.html", csrf=csrf_token(request.app.state.token), version=__version__)
@@ -56,7 +56,7 @@ async def login(request: Request) -> Response:
     if not same_origin(request):
         return login_page("Log in from this server's own page.", status=403)
     if not token_matches(token, request.app.state.token):
-        return login_page("That token is not this server's token.", status=401)
+        return login_page("Wrong token: it is not the one this server uses.", status=401)
     return logged_in(request)
 
 

@@ -37,7 +37,7 @@ function Entry({entry}) {
       return html`<div class="msg msg-assistant"><div class="who">assistant · message ${entry.index}</div>
         <div class="text">${entry.content}</div></div>`;
     case 'tool_call':
-      return html`<div class="msg msg-tool"><div class="who">tool call <code>${entry.tool_name}</code></div>
+      return html`<div class="msg msg-tool" data-tool=${entry.tool_name}><div class="who">tool call <code>${entry.tool_name}</code></div>
         <pre class="args">${pretty(entry.content)}</pre></div>`;
     case 'tool_result': {
       const lines = entry.content.split('\n').length;
@@ -98,7 +98,7 @@ function Actions({task, entries}) {
         onClick=${() => peek.run(() => api('POST', `${base}/peek`), (p) => p.text)}>
         ${peek.busy ? 'Peeking…' : 'Peek'}</button>
     </div>
-    <${Notice} notice=${cancel.notice} /><${Notice} notice=${peek.notice} />
+    <div class="notices"><${Notice} notice=${cancel.notice} /><${Notice} notice=${peek.notice} /></div>
     ${active ? html`<form onSubmit=${onSteer} class="inline-form" aria-label="Steer">
         <label for="steer">Steer (reaches the agent before its next request)</label>
         <div class="row"><input id="steer" name="message" required value=${message}
@@ -110,7 +110,7 @@ function Actions({task, entries}) {
         <div class="row"><input id="resume" name="prompt" required value=${follow}
           onInput=${(e) => setFollow(e.target.value)} placeholder="What next?" />
         <button type="submit" disabled=${resume.busy}>Resume</button></div>
-        <${Notice} notice=${resume.notice} /><${Notice} notice=${steer.notice} /></form>`}
+        <div class="notices"><${Notice} notice=${resume.notice} /><${Notice} notice=${steer.notice} /></div></form>`}
     <form onSubmit=${onFork} class="inline-form fork" aria-label="Fork">
       <label for="fork-prompt">Fork (a new task on a copy of this session)</label>
       <input id="fork-prompt" name="prompt" required value=${forkPrompt}
@@ -182,14 +182,16 @@ export function TaskView({id}) {
       <div><dt>Cost</dt><dd>${cost(p.cost_usd)}</dd></div>
       <div><dt>Turn</dt><dd>${task.turn}</dd></div>
     </dl>
-    ${error ? html`<div class="notice notice-error" role="alert">${error}</div>` : ''}
-    ${approvals.map((a) => html`<${ApprovalCard} key=${a.id} approval=${a} onDone=${refresh} />`)}
-    ${task.error ? html`<div class="notice notice-error" role="alert"><strong>Error: </strong>${task.error}</div>` : ''}
-    ${task.result ? html`<section class="panel result" aria-label="Result"><h2>Result</h2>
-      ${task.result.data !== null && task.result.data !== undefined
-        ? html`<pre>${JSON.stringify(task.result.data, null, 2)}</pre>` : ''}
-      ${task.result.text ? html`<div class="text">${task.result.text}</div>` : ''}</section>` : ''}
-    <div class="columns">
+    <div class="alerts">
+      ${error ? html`<div class="notice notice-error" role="alert">${error}</div>` : ''}
+      ${approvals.map((a) => html`<${ApprovalCard} key=${a.id} approval=${a} onDone=${refresh} />`)}
+      ${task.error ? html`<div class="notice notice-error" role="alert"><strong>Error: </strong>${task.error}</div>` : ''}
+      ${task.result ? html`<section class="panel result" aria-label="Result"><h2>Result</h2>
+        ${task.result.data !== null && task.result.data !== undefined
+          ? html`<pre>${JSON.stringify(task.result.data, null, 2)}</pre>` : ''}
+        ${task.result.text ? html`<div class="text">${task.result.text}</div>` : ''}</section>` : ''}
+    </div>
+    <div class="columns" key="columns">
       <div class="main-col">
         <section class="panel transcript" aria-label="Transcript">
           <h2>Transcript</h2>
@@ -210,7 +212,7 @@ export function TaskView({id}) {
           ${task.attempts.length ? html`<ol class="attempts">${task.attempts.map((a) => html`<li>
             <${Model} model=${a.model} /> <span class="muted">${clock(a.started_at)}${a.finished_at ? `–${clock(a.finished_at)}` : ''}</span>
             ${a.error ? html`<div class="error-text">${a.error}</div>` : ''}</li>`)}</ol>`
-            : html`<p class="muted">Not started yet.</p>`}
+            : html`<p class="muted">${task.status === 'queued' ? 'Not started yet.' : 'None recorded.'}</p>`}
           ${task.fallback_models.length ? html`<p class="muted small">Fallbacks: ${task.fallback_models.join(', ')}</p>` : ''}
         </section>
       </div>
