@@ -109,7 +109,7 @@ export function TasksView({state}) {
       setPage(data);
       setError(null);
     } catch (e) { setError(e.message); }
-  }, 250), []);
+  }, 150), []);
 
   useEffect(() => { load(); }, [status, query, offset]);
   useEffect(() => onEvent((e) => {
