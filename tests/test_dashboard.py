@@ -4,7 +4,8 @@ test_dashboard_browser.py.)"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
@@ -15,7 +16,7 @@ from bgagents.cli.client import dashboard_url
 from bgagents.server import create_app
 from bgagents.server.auth import CSRF_HEADER, SESSION_COOKIE, csrf_token
 
-from .conftest import make_settings, seed_tasks
+from .conftest import ServerProcess, make_settings, seed_tasks
 
 TOKEN = "dash-token"
 BASE = "http://test"
@@ -126,3 +127,23 @@ async def test_task_pages_nest_children_and_filter_flat(settings: Settings) -> N
 
 def test_dashboard_url_carries_the_token_escaped() -> None:
     assert dashboard_url("http://127.0.0.1:8321/", "a+b/c") == "http://127.0.0.1:8321/?token=a%2Bb%2Fc"
+
+
+def test_serve_prints_the_dashboard_address_and_open_opens_it_logged_in(
+        server_factory: Callable[..., ServerProcess]) -> None:
+    server = server_factory()
+    server.start()
+    address = f"{server.url}/?token={server.token}"
+    assert f"dashboard: {address}" in server.log_text()
+    opened = server.cli("open", "--no-browser")
+    assert opened.returncode == 0 and opened.stdout.strip() == address
+    got = server.home / "browser-got"
+    browser = server.home / "browser"
+    browser.write_text(f"#!/bin/sh\nprintf %s \"$1\" > {got}\n")
+    browser.chmod(0o755)
+    server.env["BROWSER"] = str(browser)
+    assert server.cli("open").returncode == 0
+    deadline = time.monotonic() + 30
+    while not got.exists() and time.monotonic() < deadline:  # the browser command runs in the background
+        time.sleep(0.05)
+    assert got.read_text() == address

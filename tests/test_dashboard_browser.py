@@ -2,7 +2,7 @@
 processes on the offline `demo` model. One browser and one server for the module; the 2,000-task and
 restart test has its own server.
 
-Set BGAGENTS_SCREENSHOTS=DIR to keep a screenshot of each page at 1280 and 390 pixels wide.
+Set DASHBOARD_SCREENSHOTS=DIR to keep a screenshot of each page at 1280 and 390 pixels wide.
 """
 
 from __future__ import annotations
@@ -78,8 +78,8 @@ def page(browser: Any, server: ServerProcess) -> Iterator[Page]:
 
 
 def shot(page: Page, name: str) -> None:
-    """With BGAGENTS_SCREENSHOTS set, a full-page screenshot at 1280 and at 390 pixels wide."""
-    where = os.environ.get("BGAGENTS_SCREENSHOTS")
+    """With DASHBOARD_SCREENSHOTS set, a full-page screenshot at 1280 and at 390 pixels wide."""
+    where = os.environ.get("DASHBOARD_SCREENSHOTS")
     if not where:
         return
     Path(where).mkdir(parents=True, exist_ok=True)

@@ -36,9 +36,13 @@ function Entry({entry}) {
     case 'assistant':
       return html`<div class="msg msg-assistant"><div class="who">assistant · message ${entry.index}</div>
         <div class="text">${entry.content}</div></div>`;
-    case 'tool_call':
+    case 'tool_call': {
+      const args = pretty(entry.content);
+      const long = args.split('\n').length > 8;
       return html`<div class="msg msg-tool" data-tool=${entry.tool_name}><div class="who">tool call <code>${entry.tool_name}</code></div>
-        <pre class="args">${pretty(entry.content)}</pre></div>`;
+        ${long ? html`<details><summary class="args-short">${entry.content.slice(0, 90)}${entry.content.length > 90 ? '…' : ''}</summary>
+          <pre class="args">${args}</pre></details>` : html`<pre class="args">${args}</pre>`}</div>`;
+    }
     case 'tool_result': {
       const lines = entry.content.split('\n').length;
       return html`<details class="msg msg-result"><summary>result of <code>${entry.tool_name}</code>
@@ -212,7 +216,7 @@ export function TaskView({id}) {
           ${task.attempts.length ? html`<ol class="attempts">${task.attempts.map((a) => html`<li>
             <${Model} model=${a.model} /> <span class="muted">${clock(a.started_at)}${a.finished_at ? `–${clock(a.finished_at)}` : ''}</span>
             ${a.error ? html`<div class="error-text">${a.error}</div>` : ''}</li>`)}</ol>`
-            : html`<p class="muted">${task.status === 'queued' ? 'Not started yet.' : 'None recorded.'}</p>`}
+            : html`<p class="muted">${task.status === 'queued' ? 'Not started yet.' : `On ${task.model}: no retry or fallback so far.`}</p>`}
           ${task.fallback_models.length ? html`<p class="muted small">Fallbacks: ${task.fallback_models.join(', ')}</p>` : ''}
         </section>
       </div>

@@ -21,7 +21,7 @@ function NewTask({agents, defaultModel, onLaunched}) {
     const body = {prompt, priority: Number(priority) || 0};
     if (agent) body.agent = agent;
     if (model.trim()) body.model = model.trim();
-    const task = await action.run(() => api('POST', '/api/v1/tasks', body), (t) => `Launched ${t.name} (${t.id}).`);
+    const task = await action.run(() => api('POST', '/api/v1/tasks', body), (t) => html`Launched <a href=${`#/task/${t.id}`}>${t.name}</a> (${t.id}).`);
     if (task) { setPrompt(''); onLaunched(task); }
   };
   return html`<details class="panel new-task">
