@@ -31,6 +31,7 @@ Page = sync_api.Page
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
 TOKEN = "test-token"
+START_TIMEOUT = 90  # a server process on a loaded machine
 CAREFUL_AGENT = """
 [agents.careful]
 description = "asks before it writes"
@@ -53,7 +54,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     home = tmp_path_factory.mktemp("dash")
     (home / "config.toml").write_text(CAREFUL_AGENT)
     srv = make_server(home)
-    srv.start()
+    srv.start(timeout=START_TIMEOUT)
     yield srv
     srv.stop()
 
@@ -233,7 +234,7 @@ def test_a_chat_with_a_background_agent_whose_result_comes_back(page: Page, serv
 def big_server(tmp_path: Path) -> Iterator[ServerProcess]:
     srv = make_server(tmp_path / "big")
     seed_tasks(Settings(home=srv.home), 2000)
-    srv.start()
+    srv.start(timeout=START_TIMEOUT)
     yield srv
     srv.stop()
 
@@ -258,7 +259,7 @@ def test_two_thousand_tasks_load_and_the_page_reconnects_after_a_restart(browser
 
     big_server.stop()
     expect(pg.locator("#link-status")).to_have_text("reconnecting…")
-    big_server.start()
+    big_server.start(timeout=START_TIMEOUT)
     expect(pg.locator("#link-status")).to_have_text("live")
     with httpx.Client(base_url=big_server.url + "/api/v1", headers={"Authorization": f"Bearer {TOKEN}"}) as c:
         task = c.post("/tasks", json={"prompt": "after the restart", "model": "demo"}).json()
