@@ -21,8 +21,8 @@ export async function api(method, path, body, {raw = false} = {}) {
   } catch (e) {
     throw new ApiError('the server does not answer (is bgagents serve running?)', 0, 'no_server');
   }
-  if (response.status === 401 && !path.startsWith('/api/v1/tasks/')) {
-    location.replace('/');  // the session ended (new token): back to the login page
+  if (response.status === 401) {
+    location.replace('/');  // the session ended (the server has a new token): back to the login page
   }
   const text = await response.text();
   if (raw && response.ok) return text;
@@ -76,15 +76,15 @@ function handle(message) {
 }
 
 async function open() {
-  if (lastSeq === null) {
-    try {
-      lastSeq = (await api('GET', '/dashboard/api/state')).last_event_seq;
-    } catch (e) {
-      setStatus('offline');
-      setTimeout(open, retryDelay);
-      retryDelay = Math.min(retryDelay * 2, 5000);
-      return;
-    }
+  try {
+    // Also tells a server that is down (retry later) from a session that ended (the login page).
+    const state = await api('GET', '/dashboard/api/state');
+    if (lastSeq === null) lastSeq = state.last_event_seq;
+  } catch (e) {
+    setStatus('offline');
+    setTimeout(open, retryDelay);
+    retryDelay = Math.min(retryDelay * 2, 3000);
+    return;
   }
   source = new EventSource(`/api/v1/events?since=${lastSeq}`);
   source.onopen = () => {
@@ -99,7 +99,7 @@ async function open() {
     source.close();
     setStatus('offline');
     setTimeout(open, retryDelay);
-    retryDelay = Math.min(retryDelay * 2, 5000);
+    retryDelay = Math.min(retryDelay * 2, 3000);
   };
   for (const type of TYPES) source.addEventListener(type, handle);
 }
