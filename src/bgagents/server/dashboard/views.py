@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from ...core.runtime import Runtime
+
 router = APIRouter(prefix="/dashboard/api", tags=["dashboard"])  # behind RequireToken (auth.PROTECTED)
 
 
@@ -20,7 +21,7 @@ async def task_page(
     request: Request,
     status: Annotated[str | None, Query(description="Comma-separated statuses")] = None,
     q: Annotated[str | None, Query(max_length=200, description="Text in the id, name, prompt, agent or model")] = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> dict[str, Any]:
     """A page of tasks, newest first. Unfiltered, the page holds top-level tasks and `children` their
