@@ -8,7 +8,8 @@ from fastapi import APIRouter, Query, Request
 
 from ...core.runtime import Runtime
 
-router = APIRouter(prefix="/dashboard/api", tags=["dashboard"])  # behind RequireToken (auth.PROTECTED)
+# Behind RequireToken (auth.PROTECTED); the page's own, so not in the public OpenAPI document.
+router = APIRouter(prefix="/dashboard/api", include_in_schema=False)
 
 
 def runtime(request: Request) -> Runtime:
