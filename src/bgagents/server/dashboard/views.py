@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from ...core.runtime import Runtime
+from ...runtime import Runtime
 
 # Behind RequireToken (auth.PROTECTED); the page's own, so not in the public OpenAPI document.
 router = APIRouter(prefix="/dashboard/api", include_in_schema=False)
