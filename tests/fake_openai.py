@@ -63,6 +63,7 @@ class Record:
     stream: bool
     completed: bool = False
     status: int = 200
+    closed: float | None = None  # when the client closed a request it had not finished (`hang`)
 
 
 @dataclass
@@ -217,7 +218,8 @@ class FakeOpenAI:
         record.status = reply.status
         if reply.hang:
             while not await request.is_disconnected():
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.002)
+            record.closed = time.time()
             return Response(status_code=499)
         if reply.status != 200:
             kind, code = ERRORS.get(reply.status, ("invalid_request_error", "model_not_found"))

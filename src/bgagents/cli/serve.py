@@ -102,10 +102,16 @@ def model_warning(runtime: Runtime) -> str | None:
     return None
 
 
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in ("httpx", "httpx2"):  # not a line per model request
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     """The API and a task worker in this process, and `workers - 1` worker processes beside it."""
     check_workers(settings, workers)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _logging()
     token = settings.resolve_token(create=True)
     assert token is not None
     tracer_provider = traces.provider_from_env()
@@ -136,7 +142,7 @@ def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> No
 
 def run_worker(settings: Settings) -> None:
     """Task workers without the API, until SIGTERM or Ctrl-C (which stop at a step boundary)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _logging()
     tracer_provider = traces.provider_from_env()
     runtime = Runtime(settings, tracer_provider=tracer_provider)
     _claim(runtime)

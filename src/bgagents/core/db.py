@@ -9,6 +9,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 
+from .sqlite_gate import GatedConnection, gate_for
+
 metadata = sa.MetaData()
 
 tasks = sa.Table(
@@ -141,9 +143,15 @@ def connect(url: str, pool_size: int = 20) -> sa.Engine:
     if not url.startswith("sqlite"):
         return sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
     private_sqlite_file(url)
-    engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+    engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30,
+                                                 "factory": GatedConnection},
                               pool_size=pool_size, max_overflow=pool_size)
     event.listen(engine, "connect", _tune_sqlite)
+    gate = gate_for(str(sa.make_url(url).database))  # writers take turns here, not in the busy handler
+
+    @event.listens_for(engine, "connect")
+    def _gate(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.gate = gate
     with engine.connect() as conn:
         conn.exec_driver_sql("PRAGMA journal_mode=WAL")
     return engine

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import re
 import threading
+from typing import Any
 
+import httpx2
 from pydantic_ai.exceptions import UserError
-from pydantic_ai.models import Model, infer_model
+from pydantic_ai.models import DEFAULT_HTTP_TIMEOUT, Model, infer_model
+from pydantic_ai.providers import Provider, infer_provider
 
 from ..errors import UnknownModel
 from ..runners import find_runner
 from .demo_model import DEMO_MODEL_NAME, demo_model
+
+OPENAI_NAMES = frozenset({"openai", "openai-chat", "openai-responses"})  # one OpenAIProvider serves them all
 
 
 class ModelRegistry:
@@ -18,7 +23,42 @@ class ModelRegistry:
 
     def __init__(self) -> None:
         self._models: dict[str, Model] = {}
+        self._providers: dict[str, Provider[Any]] = {}
+        self._clients: list[httpx2.AsyncClient] = []
+        self._inferred: set[str] = set()
         self._lock = threading.Lock()
+
+    def _provider(self, name: str) -> Provider[Any]:
+        """One provider per name, so every model of a provider shares one connection pool. OpenAI's keeps
+        alive as many connections as it may open: by default it keeps 100, so with more requests in
+        flight each one past the 100th opened a new TCP connection."""
+        if name in OPENAI_NAMES:
+            name = "openai"
+        with self._lock:
+            if name in self._providers:
+                return self._providers[name]
+        if name == "openai":
+            from pydantic_ai.providers.openai import OpenAIProvider
+
+            client = httpx2.AsyncClient(timeout=httpx2.Timeout(DEFAULT_HTTP_TIMEOUT, connect=5),
+                                        limits=httpx2.Limits(max_connections=1000, max_keepalive_connections=1000))
+            provider: Provider[Any] = OpenAIProvider(http_client=client)
+            self._clients.append(client)
+        else:
+            provider = infer_provider(name)
+        with self._lock:
+            return self._providers.setdefault(name, provider)
+
+    async def aclose(self) -> None:
+        """Closes the connection pools this registry opened; models made from names are made again."""
+        for client in self._clients:
+            await client.aclose()
+        with self._lock:
+            self._clients.clear()
+            self._providers.clear()
+            for name in self._inferred:
+                self._models.pop(name, None)
+            self._inferred.clear()
 
     def register(self, name: str, model: Model) -> None:
         with self._lock:
@@ -44,7 +84,9 @@ class ModelRegistry:
             model: Model = demo_model()
         else:
             try:
-                model = infer_model(name)
+                model = infer_model(name, provider_factory=self._provider)
+                with self._lock:
+                    self._inferred.add(name)
             except UserError as exc:
                 raise UnknownModel(f"model '{name}' cannot be used: {_why(str(exc))}") from None
             except Exception as exc:  # a provider package that is missing, a malformed name

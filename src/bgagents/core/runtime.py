@@ -52,6 +52,7 @@ log = logging.getLogger("bgagents")
 LIMIT_KEYS = frozenset({"requests", "input_tokens", "output_tokens", "total_tokens", "tool_calls", "cost_usd"})
 WATCH_INTERVAL = 0.5  # seconds between checks for cancels made by other processes
 WAIT_POLL = 2.0  # seconds between re-reads of a waited-for task (for changes made by other processes)
+ALONE_POLL = 30.0  # the same on SQLite, where no other process writes: a safety net, every change is announced
 TAKEOVER_INTERVAL = 2.0  # seconds between looks for dead processes' work (PostgreSQL: others may die)
 TERMINAL_EVENTS = frozenset({"task.completed", "task.failed", "task.cancelled"})
 
@@ -157,6 +158,7 @@ class Runtime:
         self.engine.destroy()
         self.store.close()
         self.db_engine.dispose()
+        await self.models.aclose()
         self._release()
 
     def profiles(self) -> dict[str, Profile]:
@@ -462,11 +464,17 @@ class Runtime:
                 task = await self.get(task_id)
                 if task.finished:
                     return task
-                remaining = WAIT_POLL if deadline is None else min(WAIT_POLL, deadline - time.monotonic())
+                poll = self._poll(WAIT_POLL)
+                remaining = poll if deadline is None else min(poll, deadline - time.monotonic())
                 if remaining <= 0:
                     return task
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(queue.get(), timeout=remaining)
+
+    def _poll(self, seconds: float) -> float:
+        """How often a waiter re-reads the database for changes this process did not announce: only
+        other processes make those, and on SQLite there are none (core/identity.py)."""
+        return ALONE_POLL if self.settings.sqlalchemy_url.startswith("sqlite") else seconds
 
     async def output(self, task_id: str, wait: bool = False, timeout: float = 60.0) -> Output:
         if timeout < 0:
@@ -520,7 +528,7 @@ class Runtime:
                 if len(batch) == 500:
                     continue
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(queue.get(), timeout=1.0)
+                    await asyncio.wait_for(queue.get(), timeout=self._poll(1.0))
                 while not queue.empty():
                     queue.get_nowait()
 
