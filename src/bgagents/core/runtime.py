@@ -73,6 +73,7 @@ class Runtime:
         self.executor_id = executor_id or new_executor_id()
         self._lease: Lease | None = None
         self.extensions: builtins.list[Extension] = list(extensions)
+        self._launched = False  # DBOS launched by this runtime and not yet destroyed
         self.models = ModelRegistry()
         self.bus = EventBus()
         self._profiles: dict[str, Profile] | None = None
@@ -108,6 +109,10 @@ class Runtime:
         try:
             await self._start()
         except BaseException:
+            if self._launched:  # DBOS is one per process: a failed start must not leave it to the next
+                self._launched = False
+                with contextlib.suppress(Exception):
+                    self.engine.destroy()
             self._release()  # a runtime that did not start holds nothing
             raise
 
@@ -135,6 +140,7 @@ class Runtime:
                              executor_id=self.executor_id,
                              limits={c.default, *c.providers.values(), *c.models.values()})
         self.engine.launch()
+        self._launched = True
         await self._take_over()
         await self.engine.start_queues(serial=tuple(q for extension in self.extensions for q in extension.queues))
         self._started = True
@@ -156,6 +162,7 @@ class Runtime:
                 await self._watcher
         await self.engine.drain(grace)
         self.engine.destroy()
+        self._launched = False
         self.store.close()
         self.db_engine.dispose()
         await self.models.aclose()
