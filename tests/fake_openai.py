@@ -10,7 +10,8 @@ strings alone:
   then answers with what the tool returned.
 - `slow-MS`: answers after MS ms. `hang`: never answers.
 - `error-STATUS`: answers that status with an OpenAI-style error. `flaky-STATUS-K`: STATUS K times, then echo.
-- `malformed`: a 200 whose body is not JSON. Any other name: 404 model_not_found.
+- `malformed`: a 200 whose body is not JSON. `context-too-long`: a 400 `context_length_exceeded`.
+  Any other name: 404 model_not_found.
 - `plan-N[-delay-MS]`: a planned run: for each of N items a `todowrite` (that item in progress) and a `bash`
   call, then a last `todowrite` (all done) and the answer "planned N items".
 - `cut-K-MODE`: the first K requests to this model name fail mid-answer, then it answers like `echo`.
@@ -75,6 +76,7 @@ class Reply:
     malformed: bool = False
     hang: bool = False
     cut: str | None = None  # "nofinish" or "drop": the stream stops part-way
+    error_code: str | None = None  # instead of the status's usual OpenAI error code
 
 
 class DropConnection(Exception):
@@ -164,6 +166,8 @@ class FakeOpenAI:
             return Reply(text=f"echo: {_last_user_text(messages)}")
         if model == "malformed":
             return Reply(malformed=True)
+        if model == "context-too-long":
+            return Reply(status=400, error_code="context_length_exceeded")
         if m := re.fullmatch(r"plan-(\d+)(?:-delay-(\d+))?", model):
             return self._plan(int(m[1]), int(m[2] or 0) / 1000, messages)
         if m := re.fullmatch(r"cut-(\d+)-(nofinish|drop|nonjson)", model):
@@ -224,6 +228,8 @@ class FakeOpenAI:
         if reply.status != 200:
             kind, code = ERRORS.get(reply.status, ("invalid_request_error", "model_not_found"))
             message = f"The model `{model}` does not exist" if reply.status == 404 else f"fake {reply.status}"
+            if reply.error_code == "context_length_exceeded":
+                code, message = reply.error_code, "This model's maximum context length is 8 tokens (fake)"
             record.completed = True
             return JSONResponse({"error": {"message": message, "type": kind, "code": code, "param": None}},
                                 status_code=reply.status)
