@@ -129,12 +129,13 @@ def test_dashboard_url_carries_the_token_escaped() -> None:
     assert dashboard_url("http://127.0.0.1:8321/", "a+b/c") == "http://127.0.0.1:8321/?token=a%2Bb%2Fc"
 
 
-def test_serve_prints_the_dashboard_address_and_open_opens_it_logged_in(
+def test_serve_logs_the_dashboard_address_without_the_token_and_open_opens_it_logged_in(
         server_factory: Callable[..., ServerProcess]) -> None:
     server = server_factory()
     server.start()
     address = f"{server.url}/?token={server.token}"
-    assert f"dashboard: {address}" in server.log_text()
+    log = server.log_text()  # not a terminal: the address without the token
+    assert f"dashboard: {server.url}/ ('bgagents open' logs in)" in log and server.token not in log
     opened = server.cli("open", "--no-browser")
     assert opened.returncode == 0 and opened.stdout.strip() == address
     got = server.home / "browser-got"

@@ -125,9 +125,11 @@ def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> No
         app.include_router(webhook_router(telegram))
     where = "BGAGENTS_TOKEN" if settings.token else str(settings.home / "token")
     more = f", {workers - 1} more worker process(es)" if workers > 1 else ""
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    shown = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}"
+    # the address that logs in carries the token: on a terminal only, never into a log file
+    dashboard = dashboard_url(shown, token) if sys.stderr.isatty() else f"{shown}/ ('bgagents open' logs in)"
     print(f"bgagents serving on http://{host}:{port} (home {settings.home}, token from {where}{more})\n"
-          f"dashboard: {dashboard_url(f'http://{shown}:{port}', token)}", file=sys.stderr, flush=True)
+          f"dashboard: {dashboard}", file=sys.stderr, flush=True)
     warning = model_warning(runtime)
     if warning:
         print(f"warning: {warning}", file=sys.stderr, flush=True)
