@@ -110,6 +110,8 @@ async def test_task_pages_nest_children_and_filter_flat(settings: Settings) -> N
             last = (await client.get("/dashboard/api/tasks", params={"offset": 100, "limit": 50})).json()
             assert [t["name"] for t in last["tasks"]][-1] == "seeded-0"
             assert [c["name"] for c in last["children"]] == ["seeded-child-0", "seeded-child-1", "seeded-child-2"]
+            assert last["tasks"][-1]["subtree"]["tasks"] == 4  # a row shows its whole tree's usage
+            assert last["tasks"][0]["subtree"]["tasks"] == 1
             found = (await client.get("/dashboard/api/tasks", params={"q": "NUMBER 11"})).json()
             assert not found["nested"] and {t["name"] for t in found["tasks"]} == {
                 "seeded-11", *(f"seeded-{i}" for i in range(110, 120))}

@@ -33,6 +33,8 @@ async def task_page(
     flat = bool(statuses or query)
     tasks, total = await rt.find(statuses, query, top_level=not flat, offset=offset, limit=limit)
     children = [] if flat else await rt.descendants([t.id for t in tasks])
+    # each row also shows what its whole tree of agents cost (the task and every descendant)
+    tasks, children = (await rt.with_subtree(tasks)), (await rt.with_subtree(children) if children else [])
     return {"tasks": tasks, "children": children, "total": total, "offset": offset, "limit": limit,
             "nested": not flat}
 

@@ -49,6 +49,7 @@ function NewTask({agents, defaultModel, onLaunched}) {
 function Row({task, depth, now}) {
   const p = task.progress || {};
   const todos = p.todos && p.todos.total ? `${p.todos.done}/${p.todos.total}` : '—';
+  const tree = task.subtree && task.subtree.tasks > 1 ? task.subtree : null;  // the task and its descendants
   return html`<tr class=${`task-row depth-${Math.min(depth, 4)}`} data-id=${task.id} data-status=${task.status}>
     <td><${Status} status=${task.status} /></td>
     <td class="name" style=${`padding-left: ${0.5 + depth * 1.25}rem`}>
@@ -62,8 +63,12 @@ function Row({task, depth, now}) {
     <td class="num">${p.tool_calls || 0}</td>
     <td class="col-last ellipsis" title=${p.last_tool_args || ''}>${p.last_tool || '—'}</td>
     <td class="num col-todos">${todos}</td>
-    <td class="num col-tokens">${tokens((p.input_tokens || 0) + (p.output_tokens || 0))}</td>
-    <td class="num col-cost">${cost(p.cost_usd)}</td>
+    <td class="num col-tokens">${tokens((p.input_tokens || 0) + (p.output_tokens || 0))}${tree
+      ? html`<div class="muted small" title=${`with its ${tree.tasks - 1} descendant task(s)`}>Σ ${
+        tokens((tree.input_tokens || 0) + (tree.output_tokens || 0))}</div>` : ''}</td>
+    <td class="num col-cost">${cost(p.cost_usd)}${tree
+      ? html`<div class="muted small" title=${`with its ${tree.tasks - 1} descendant task(s)`}>Σ ${
+        cost(tree.cost_usd)}</div>` : ''}</td>
   </tr>`;
 }
 
