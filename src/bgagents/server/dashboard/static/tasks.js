@@ -120,8 +120,10 @@ export function TasksView({state}) {
   useEffect(() => onEvent((e) => {
     if (RESHAPING.has(e.type) || (e.task_id && visible.current.has(e.task_id))) load();
   }), []);
-  useEffect(() => {  // search as one types, once typing pauses
-    const timer = setTimeout(() => { setQuery(typed.trim()); setOffset(0); }, 250);
+  useEffect(() => {  // search as one types, once typing pauses; only a changed search goes back to page one
+    const next = typed.trim();
+    if (next === want.current.query) return undefined;  // (the first render must not undo a quick page turn)
+    const timer = setTimeout(() => { setQuery(next); setOffset(0); }, 250);
     return () => clearTimeout(timer);
   }, [typed]);
 
