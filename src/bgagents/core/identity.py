@@ -93,7 +93,7 @@ class FileLease:
         return executor_id != self.executor_id  # we hold the database: nobody else is alive
 
     def release_claim(self, executor_id: str) -> None:
-        pass
+        """Nothing to release: on SQLite one process holds the whole database."""
 
 
 class PostgresLease:

@@ -19,7 +19,7 @@ class MergeConflict(Conflict):
 
 
 class GitError(Exception):
-    pass
+    """A git command failed; its message is git's own."""
 
 
 def _git(cwd: Path | str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
