@@ -137,10 +137,11 @@ class ServerProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 90.0) -> None:  # a loaded machine may take that long
+    def start(self, *args: str, timeout: float = 90.0) -> None:  # a loaded machine may take that long
+        """`args`: more options of `serve` (e.g. `--workers 2`)."""
         log = open(self.home / f"server-{time.time_ns()}.log", "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bgagents.cli.main", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "bgagents.cli.main", "serve", "--port", str(self.port), *args],
             env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.home,
         )
         deadline = time.monotonic() + timeout

@@ -3,6 +3,7 @@ share the limits, and the work of one killed with `kill -9` is taken over from i
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -162,3 +163,78 @@ def test_three_workers_on_postgres_share_limits_and_take_over_a_killed_one(
     server.stop()
     assert "Traceback" not in server.log_text()
 
+
+
+def live_children(pid: int) -> list[int]:
+    """Pids of the live (not zombie) processes whose parent is `pid`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_kill_9_of_serve_with_workers_ends_its_workers_and_a_new_serve_takes_over(
+        server_factory: Callable[..., ServerProcess], postgres_env: dict[str, str]) -> None:
+    count = 4
+    database = postgres_env["BGAGENTS_DATABASE_URL"]
+    with FakeOpenAI() as fake:
+        server = server_factory(**env_for(fake.base_url), **postgres_env, BGAGENTS_CONCURRENCY__DEFAULT="4")
+        server.start("--workers", "2")
+        assert server.proc is not None
+        wait_for(lambda: "running tasks" in server.log_text(), 60, "the worker process to start")
+        worker = server.log_text().split("bgagents worker ", 1)[1].split()[0]
+        children = live_children(server.proc.pid)
+        assert len(children) == 1, children
+        names = [f"t{k}" for k in range(count)]
+        with server.client() as client:
+            for name in names:
+                r = client.post("/tasks", json={"prompt": f"work tag={name}", "name": name,
+                                                "model": "openai-chat:steps-4-delay-400"})
+                assert r.status_code == 201, r.text
+
+            def worker_mid_way() -> bool:
+                running = {t["id"] for t in tasks(client).values()
+                           if t["status"] == "running" and t["progress"]["tool_calls"] >= 1}
+                return any(w.split(".")[0] in running for w, e in executors_of(database).items() if e == worker)
+            wait_for(worker_mid_way, 60, "the worker process mid-way through a task")
+            held = [w for w, e in executors_of(database).items() if e != worker]  # the parent's own
+            server.kill9()
+
+        # the worker notices its parent is gone and stops (at a step boundary), instead of running on
+        try:
+            wait_for(lambda: not any(alive(pid) for pid in children), 20, "the orphaned worker to end")
+        finally:
+            for pid in children:  # a failing run leaves no orphan behind
+                if alive(pid):
+                    os.kill(pid, signal.SIGKILL)
+
+        server.start()  # a new serve takes over the work of both, from their last finished step
+        with server.client() as client:
+            wait_for(lambda: all(t["status"] == "completed" for t in tasks(client).values()), 90,
+                     "every task to complete")
+            for task in tasks(client).values():
+                assert task["result"]["text"] == "done after 4 steps"
+
+    # no finished step repeated: only a request or tool call in flight in the killed parent may run again
+    assert len(fake.completed_twice()) <= len(held), fake.completed_twice()
+    lines = bash_lines(server.home)
+    for name in names:
+        mine = [line for line in lines if line.startswith(name + "-")]
+        assert sorted(set(mine)) == [f"{name}-step-{k}" for k in range(1, 5)], mine
+        assert len(mine) - len(set(mine)) <= 1, mine
+    server.stop()
+    assert "Traceback" not in server.log_text()

@@ -53,7 +53,10 @@ def serve(
 
 
 @app.command()
-def worker() -> None:
+def worker(
+    parent_fd: Annotated[int | None, typer.Option(hidden=True, help="Set by `serve --workers`: stop when this "
+                                                                    "pipe from the serve process closes.")] = None,
+) -> None:
     """Run tasks without the API (beside a server on the same PostgreSQL database), until SIGTERM or Ctrl-C."""
     from .serve import ServeError, run_worker
 
@@ -62,7 +65,7 @@ def worker() -> None:
     except Exception as exc:
         fail(f"bad settings: {exc}", "bad_settings")
     try:
-        run_worker(settings)
+        run_worker(settings, parent_fd)
     except ServeError as exc:
         fail(str(exc), "cannot_serve")
 

@@ -58,9 +58,35 @@ def check_workers(settings: Settings, workers: int) -> None:
 
 
 def _start_workers(count: int) -> list[subprocess.Popen[bytes]]:
-    """`count` `bgagents worker` processes with this process's environment (settings included)."""
-    command = [sys.executable, "-m", "bgagents.cli.main", "worker"]
-    return [subprocess.Popen(command, env=os.environ.copy()) for _ in range(count)]
+    """`count` `bgagents worker` processes with this process's environment (settings included).
+
+    Each gets the read end of a pipe whose write end only this process holds, never writing to it: when
+    this process ends, even by `kill -9`, the kernel closes the write end, the workers read end-of-file
+    and stop (see `run_worker`), so no orphan keeps running tasks. A pipe rather than Linux's
+    `PR_SET_PDEATHSIG`: no race between the fork and the call, no tie to the thread that forked, and it
+    works on every POSIX system."""
+    if count < 1:
+        return []
+    read_end, _write_end = os.pipe()  # both non-inheritable: no other child of this process holds them
+    command = [sys.executable, "-m", "bgagents.cli.main", "worker", "--parent-fd", str(read_end)]
+    try:
+        return [subprocess.Popen(command, env=os.environ.copy(), pass_fds=(read_end,)) for _ in range(count)]
+    finally:
+        os.close(read_end)  # the write end stays open, unwritten, for the life of this process
+
+
+def _stop_when_readable(fd: int, stop: asyncio.Event) -> None:
+    """Stops the worker when its parent's pipe says end-of-file (the parent never writes to it)."""
+    loop = asyncio.get_running_loop()
+
+    def parent_gone() -> None:
+        loop.remove_reader(fd)
+        if not stop.is_set():
+            print("bgagents worker: the serve process that started it is gone; stopping",
+                  file=sys.stderr, flush=True)
+            stop.set()
+
+    loop.add_reader(fd, parent_gone)
 
 
 def _stop_workers(procs: list[subprocess.Popen[bytes]], timeout: float = 30.0) -> None:
@@ -142,8 +168,9 @@ def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> No
         traces.shutdown(tracer_provider)
 
 
-def run_worker(settings: Settings) -> None:
-    """Task workers without the API, until SIGTERM or Ctrl-C (which stop at a step boundary)."""
+def run_worker(settings: Settings, parent_fd: int | None = None) -> None:
+    """Task workers without the API, until SIGTERM or Ctrl-C (which stop at a step boundary), or, for a
+    worker that `serve --workers` started, until that process is gone (`parent_fd` reads end-of-file)."""
     _logging()
     tracer_provider = traces.provider_from_env()
     runtime = Runtime(settings, tracer_provider=tracer_provider)
@@ -154,6 +181,8 @@ def run_worker(settings: Settings) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        if parent_fd is not None:
+            _stop_when_readable(parent_fd, stop)
         async with runtime:
             print(f"bgagents worker {runtime.executor_id} running tasks (home {settings.home})",
                   file=sys.stderr, flush=True)
