@@ -443,7 +443,7 @@ def profiled(pid: int, out: Path | None) -> Iterator[None]:
         yield
         return
     spy = subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--format", "raw", "--rate", "50",
-                            "--subprocesses", "--nonblocking", "--output", str(out)],
+                            "--gil", "--nonblocking", "--output", str(out)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         yield

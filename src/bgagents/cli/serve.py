@@ -162,7 +162,9 @@ def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> No
     procs = _start_workers(workers - 1)
     try:
         # uvicorn turns SIGTERM/SIGINT into a lifespan shutdown, which drains the runtime at a step boundary.
-        uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10)
+        # The stdlib loop, not uvloop where it is installed: uvloop starts each bash call with fork() of the
+        # whole server (~10x slower than the stdlib's vfork at a few hundred MB, the loop blocked meanwhile).
+        uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10, loop="asyncio")
     finally:
         _stop_workers(procs)
         traces.shutdown(tracer_provider)
