@@ -185,3 +185,40 @@ def test_progress_and_cost_after_kill_9_equal_a_run_without_crash(
           f"budgeted without crash: {budget_without_crash}\nbudgeted after the restart: {budget_after}")
     assert after == without_crash
     assert budget_after == budget_without_crash
+
+
+def test_kill_9_of_a_background_agent_forked_from_the_main_session(
+        server_factory: Callable[..., ServerProcess]) -> None:
+    """A background agent is a fork of the main session, whose transcript ends with a request (the result
+    of its output tool). Killed mid-way, it resumes from its last finished step after the restart and its
+    result reaches the conversation once."""
+    server = server_factory(BGAGENTS_MODEL="demo", BGAGENTS_DEMO_PAUSE="0.3")
+    server.start()
+    with server.client() as client:
+        r = client.post("/conversations/default/messages", json={"text": "research the history of tea"})
+        assert r.status_code == 202, r.text
+
+        def background() -> dict[str, Any] | None:
+            found = [s for s in client.get("/conversations/default/sessions").json() if not s["main"]]
+            return found[0] if found else None
+
+        wait_for(lambda: (s := background()) is not None and s["progress"]["tool_calls"] >= 2, 60,
+                 "the background agent mid-way")
+        agent = background()
+        assert agent is not None
+    server.kill9()
+    server.start()
+    with server.client() as client:
+        def ended() -> bool:
+            return bool(client.get(f"/tasks/{agent['task_id']}").json()["status"] not in ("queued", "running"))
+
+        wait_for(ended, 60, "the background agent to end after the restart")
+        task = client.get(f"/tasks/{agent['task_id']}").json()
+        assert (task["status"], task["error"]) == ("completed", None), server.log_text()[-3000:]
+        wait_for(lambda: len(client.get("/conversations/default/responses").json()) >= 2, 30, "its result")
+        time.sleep(0.5)
+        answers = [r["message"] for r in client.get("/conversations/default/responses").json()]
+        assert len(answers) == 2 and sum("reports:" in a for a in answers) == 1, answers
+        transcript = client.get(f"/tasks/{agent['task_id']}/transcript", params={"limit": 1000}).json()
+        calls = [e["tool_name"] for e in transcript if e["role"] == "tool_call"]
+        assert calls.count("write") == 1 and calls.count("read") == 1, calls

@@ -168,16 +168,19 @@ async def run_turn(services: Services, task_id: str, turn: int, prompt: str) -> 
             task_id, {"status": "queued", "progress": {**progress, "note": note}},
             "task.interrupted", {"reason": "shutdown"}, only_if_status=["running", "waiting"]))
         raise
+    except Exception as exc:  # e.g. a replay that took another path than the first run (DBOS's unexpected step)
+        return await _fail_beyond_recovery(services, task_id, exc)
     finally:
         services.active.pop(task_id, None)
 
 
-async def _snapshot(store: Store, task_id: str) -> dict[str, Any]:
+async def _snapshot(store: Store, task_id: str, turn: int) -> dict[str, Any]:
     """The task at the start of the turn, checkpointed so a replay sees what the first run saw."""
     task = await store.get_task(task_id)
     assert task is not None
     return {"progress": task.progress.model_dump(mode="json"),
-            "attempts": [a.model_dump(mode="json") for a in task.attempts]}
+            "attempts": [a.model_dump(mode="json") for a in task.attempts],
+            "open_request": await store.open_request(task_id, turn)}
 
 
 def _usage_limits(task: Task, profile: Profile, baseline: Progress) -> UsageLimits:
@@ -212,10 +215,10 @@ async def _run_agent(services: Services, task: Task, turn: int, prompt: str,
 async def _run_agent_body(services: Services, task: Task, turn: int, prompt: str) -> str:
     store = services.store
     limits = services.limits
-    snapshot = await DBOS.run_step_async({"name": "turn_start"}, _snapshot, store, task.id)
+    snapshot = await DBOS.run_step_async({"name": "turn_start"}, _snapshot, store, task.id, turn)
     baseline = Progress.model_validate(snapshot["progress"])
     attempts = [Attempt.model_validate(a) for a in snapshot["attempts"]]
-    history = await store.history(task.id, before_turn=turn)
+    history = await store.history(task.id, before_turn=turn, open_request=snapshot.get("open_request"))
     tracker = ProgressTracker(task.id, turn, baseline, len(history), store, services.bus, services.clock)
     chain = ModelChain([task.model, *[m for m in task.fallback_models if m != task.model]],
                        started_at=services.clock())
@@ -296,6 +299,22 @@ async def _run_agent_body(services: Services, task: Task, turn: int, prompt: str
         diff_stat = await DBOS.run_step_async({"name": "worktree_diff"}, _worktree_stat, task)
     return await DBOS.run_step_async({"name": "finish"}, _finish, services, task, turn, "completed", tracker,
                                      messages, output, None, None, attempts, diff_stat)
+
+
+async def _fail_beyond_recovery(services: Services, task_id: str, exc: Exception) -> str:
+    """Ends a turn that raised past its own error handling, so no task stays `running` with its slot held.
+    Written outside any step: the turn's checkpoints no longer match it, and its workflow ends here."""
+    log.error("task %s: its turn could not go on and ends failed", task_id, exc_info=exc)
+    cause = exc.__cause__ or exc.__context__
+    message = (f"the turn could not go on (after a restart, its replay may have differed): {type(exc).__name__}: "
+               f"{exc}" + (f" (raised while handling {type(cause).__name__}: {cause})" if cause else ""))
+    now = services.clock()
+    await services.publish(await services.store.update_task(
+        task_id, {"status": "failed", "end_reason": "error", "finished_at": now, "last_activity_at": now,
+                  "error": message}, "task.failed", {"end_reason": "error", "error": message},
+        only_if_status=["running", "waiting"]))
+    current = await services.store.get_task(task_id)
+    return current.status if current else "failed"
 
 
 def _sandbox(services: Services, task: Task, profile: Profile) -> Sandbox | None:

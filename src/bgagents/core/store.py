@@ -339,8 +339,27 @@ class Store:
                            limit: int | None = None) -> list[dict[str, Any]]:
         return await self.run(self.message_rows_sync, session_id, before_turn, since, limit)
 
-    async def history(self, session_id: str, before_turn: int) -> list[ModelMessage]:
+    def open_request_sync(self, session_id: str, before_turn: int) -> dict[str, Any] | None:
+        """The last message before `before_turn` if it is a request (a fork's copy may end with one), else
+        None. The turn's first response rewrites that row with the turn's prompt merged in (as the model
+        saw it), so a replay of the turn takes the row as it was from the turn's checkpoint."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(db.messages.c.idx, db.messages.c.kind, db.messages.c.message)
+                .where(db.messages.c.session_id == session_id, db.messages.c.turn < before_turn)
+                .order_by(db.messages.c.idx.desc()).limit(1)).first()
+        return {"idx": row.idx, "message": row.message} if row is not None and row.kind == "request" else None
+
+    async def open_request(self, session_id: str, before_turn: int) -> dict[str, Any] | None:
+        return await self.run(self.open_request_sync, session_id, before_turn)
+
+    async def history(self, session_id: str, before_turn: int,
+                      open_request: dict[str, Any] | None = None) -> list[ModelMessage]:
+        """The transcript before `before_turn`; with `open_request` (read at the turn's start), that row as
+        it was then, so the first run of a turn and its replay after a crash see the same history."""
         rows = await self.message_rows(session_id, before_turn=before_turn)
+        if open_request is not None:
+            rows = [*(r for r in rows if r["idx"] < open_request["idx"]), open_request]
         return load_messages(row["message"] for row in rows)
 
     # -- steering ----------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ OPEN_TODOS = ("pending", "in_progress")
 async def run_turn(services: Services, task: Task, turn: int, prompt: str) -> str:
     store = services.store
     cwd = services.workspace_for(task)
-    snapshot = await DBOS.run_step_async({"name": "turn_start"}, _snapshot, store, task.id)
+    snapshot = await DBOS.run_step_async({"name": "turn_start"}, _snapshot, store, task.id, turn)
     history = await store.history(task.id, before_turn=turn)
     source_is_claude = False
     if task.forked_from:
