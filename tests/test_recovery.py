@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from pydantic_ai.exceptions import ModelHTTPError
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
@@ -14,7 +15,7 @@ from bgagents import Runtime, Settings
 from bgagents.core import db
 from bgagents.core.db import create_engine
 from bgagents.core.store import Store
-from bgagents.settings import ConcurrencySettings
+from bgagents.settings import ConcurrencySettings, LimitSettings
 
 from .conftest import Script, tool_returns, user_texts
 
@@ -29,48 +30,49 @@ async def _until(predicate: Any) -> None:
             await asyncio.sleep(0.01)
 
 
+def _echoes(prefix: str, count: int) -> list[tuple[str, dict[str, Any]]]:
+    """Script steps whose side effects show in log.txt: `echo PREFIXk >> log.txt`, k = 0 .. count-1."""
+    return [("bash", {"command": f"echo {prefix}{k} >> log.txt"}) for k in range(count)]
+
+
+def _pause_at(call: int, go: asyncio.Event) -> Any:
+    """A Script's `before`: its `call`-th request waits (in flight when the process stops) until `go`."""
+    async def before(n: int) -> None:
+        if n == call and not go.is_set():
+            await asyncio.sleep(60)
+
+    return before
+
+
 async def test_a_fork_whose_copy_ends_with_a_request_resumes_after_a_stop(settings: Settings) -> None:
     """The copy of a session caught mid-turn (or `fork --at N`) can end with a request (a tool's result):
     the fork's prompt is merged into it, and that row is rewritten with the first response. The replay
     after a restart still starts from the history the first run saw, and repeats no finished step."""
-    calls: list[int] = []
-    seen: list[list[ModelMessage]] = []
-    block = asyncio.Event()
-
-    async def forked(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
-        done = tool_returns(messages)
-        calls.append(done)
-        seen.append(list(messages))
-        if done == 2 and not block.is_set():
-            await asyncio.sleep(60)  # in flight when the process stops
-        if done < 4:
-            return ModelResponse(parts=[ToolCallPart("bash", {"command": f"echo fork{done} >> log.txt"},
-                                                     tool_call_id=f"f{done}")])
-        return ModelResponse(parts=[TextPart("fork done")])
-
+    go = asyncio.Event()
+    forked = Script(steps=_echoes("fork", 4), answer="fork done", before=_pause_at(2, go))
     rt = Runtime(settings)
     rt.register_model("source", Script(steps=[("bash", {"command": "true"})] * 2).model())
-    rt.register_model("forked", FunctionModel(forked, model_name="forked"))
+    rt.register_model("forked", forked.model("forked"))
     await rt.start()
     source = await rt.wait((await rt.launch("work", model="source")).id, timeout=20)
     assert source.status == "completed", source.error
     # the first three messages: the prompt, the first tool call and its result
     fork = await rt.fork(source.id, "go on", at=3, model="forked")
-    await _until(lambda: 2 in calls)
+    await _until(lambda: len(forked.calls) == 2)
     await rt.stop(grace=0.2)
     assert _stored(settings, fork.id).status == "queued"
 
     rt2 = Runtime(settings)
-    rt2.register_model("forked", FunctionModel(forked, model_name="forked"))
-    block.set()
+    rt2.register_model("forked", forked.model("forked"))
+    go.set()
     async with rt2:
         done = await rt2.wait(fork.id, timeout=20)
         assert (done.status, done.error) == ("completed", None)
         assert done.result and done.result.text == "fork done"
         transcript = await rt2.transcript(fork.id, limit=1000)
     # requests 1 (the first) finished before the stop and was not sent again; request 2 was in flight
-    assert calls == [1, 2, 2, 3, 4]
-    assert all(user_texts(messages) == ["work", "go on"] for messages in seen)
+    assert [tool_returns(m) for m in forked.calls] == [1, 2, 2, 3, 4]
+    assert all(user_texts(messages) == ["work", "go on"] for messages in forked.calls)
     assert [e.content for e in transcript if e.role == "user"] == ["work", "go on"]
     assert [e.role for e in transcript].count("tool_result") == 4
     assert (settings.workspace_path / "log.txt").read_text().split() == ["fork1", "fork2", "fork3"]
@@ -157,3 +159,39 @@ async def test_a_replay_that_cannot_go_on_ends_failed_and_frees_its_slot(setting
         assert await rt2.running_counts() == {}
     events = [e.type for e in await Store(create_engine(settings.sqlalchemy_url)).events_since(0, task_id=task.id)]
     assert events.count("task.failed") == 1 and events[-1] == "task.failed"
+
+
+async def test_a_task_that_fell_back_to_another_model_resumes_after_a_stop(settings: Settings) -> None:
+    """The task's model is the fallback after a switch; its replay still starts with the model the turn
+    started with, so it meets the checkpointed failures and the switch where the first run did."""
+    settings.limits = LimitSettings(retries=0, retry_backoff=0.001)
+    failures: list[int] = []
+    go = asyncio.Event()
+    backup = Script(steps=_echoes("b", 2), answer="from backup", before=_pause_at(2, go))
+
+    async def primary(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        failures.append(1)
+        raise ModelHTTPError(429, "primary", {"error": {"type": "rate_limit_error"}})
+
+    def models(rt: Runtime) -> None:
+        rt.register_model("primary", FunctionModel(primary, model_name="primary"))
+        rt.register_model("backup", backup.model("backup"))
+
+    rt = Runtime(settings)
+    models(rt)
+    await rt.start()
+    task = await rt.launch("x", model="primary", fallback_models=["backup"])
+    await _until(lambda: len(backup.calls) == 2)
+    await rt.stop(grace=0.2)
+    assert _stored(settings, task.id).model == "backup"
+
+    rt2 = Runtime(settings)
+    models(rt2)
+    go.set()
+    async with rt2:
+        done = await rt2.wait(task.id, timeout=20)
+    assert (done.status, done.error) == ("completed", None)
+    assert [a.model for a in done.attempts] == ["primary", "backup"] and done.attempts[0].error
+    # the failure and backup's first answer were not repeated
+    assert failures == [1] and [tool_returns(m) for m in backup.calls] == [0, 1, 1, 2]
+    assert (settings.workspace_path / "log.txt").read_text().split() == ["b0", "b1"]

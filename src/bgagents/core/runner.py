@@ -180,7 +180,8 @@ async def _snapshot(store: Store, task_id: str, turn: int) -> dict[str, Any]:
     assert task is not None
     return {"progress": task.progress.model_dump(mode="json"),
             "attempts": [a.model_dump(mode="json") for a in task.attempts],
-            "open_request": await store.open_request(task_id, turn)}
+            "open_request": await store.open_request(task_id, turn),
+            "model": task.model}  # a fallback during the turn changes the task's; its replay starts from this
 
 
 def _usage_limits(task: Task, profile: Profile, baseline: Progress) -> UsageLimits:
@@ -220,8 +221,8 @@ async def _run_agent_body(services: Services, task: Task, turn: int, prompt: str
     attempts = [Attempt.model_validate(a) for a in snapshot["attempts"]]
     history = await store.history(task.id, before_turn=turn, open_request=snapshot.get("open_request"))
     tracker = ProgressTracker(task.id, turn, baseline, len(history), store, services.bus, services.clock)
-    chain = ModelChain([task.model, *[m for m in task.fallback_models if m != task.model]],
-                       started_at=services.clock())
+    first = snapshot.get("model", task.model)
+    chain = ModelChain([first, *[m for m in task.fallback_models if m != first]], started_at=services.clock())
 
     async def on_switch(old: str, new: str, error: str) -> None:
         now = services.clock()
