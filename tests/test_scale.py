@@ -7,10 +7,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from .conftest import POSTGRES_URL, ServerProcess, fresh_postgres_database
@@ -189,10 +191,10 @@ def alive(pid: int) -> bool:
 
 def test_kill_9_of_serve_with_workers_ends_its_workers_and_a_new_serve_takes_over(
         server_factory: Callable[..., ServerProcess], postgres_env: dict[str, str]) -> None:
-    count = 4
+    count = 8  # 2 at a time: as they end, the worker gets some
     database = postgres_env["BGAGENTS_DATABASE_URL"]
     with FakeOpenAI() as fake:
-        server = server_factory(**env_for(fake.base_url), **postgres_env, BGAGENTS_CONCURRENCY__DEFAULT="4")
+        server = server_factory(**env_for(fake.base_url), **postgres_env, BGAGENTS_CONCURRENCY__DEFAULT="2")
         server.start("--workers", "2")
         assert server.proc is not None
         wait_for(lambda: "running tasks" in server.log_text(), 60, "the worker process to start")
@@ -238,3 +240,148 @@ def test_kill_9_of_serve_with_workers_ends_its_workers_and_a_new_serve_takes_ove
         assert len(mine) - len(set(mine)) <= 1, mine
     server.stop()
     assert "Traceback" not in server.log_text()
+
+
+FAST_PROCESSES = {"BGAGENTS_PROCESSES__LOCK_CHECK_INTERVAL": "0.2", "BGAGENTS_PROCESSES__TAKEOVER_INTERVAL": "0.5",
+                  "BGAGENTS_PROCESSES__TAKEOVER_GRACE": "3"}
+LOCK_KEY = "hashtextextended('bgagents-executor:' || %s, 0)"
+
+
+def lock_backend(database_url: str, executor: str) -> int:
+    """The PostgreSQL backend holding `executor`'s lock (its lock connection)."""
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 1 AND granted AND "
+                           f"((classid::bigint << 32) | objid::bigint) = {LOCK_KEY}", (executor,)).fetchone()
+    assert row is not None, f"no lock held for {executor}"
+    return int(row[0])
+
+
+def terminate(database_url: str, pid: int) -> None:
+    import psycopg
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        assert conn.execute("SELECT pg_terminate_backend(%s, 10000)", (pid,)).fetchone() == (True,)
+
+
+def start_steps_tasks(client: httpx.Client, names: list[str], steps: int) -> None:
+    for name in names:
+        r = client.post("/tasks", json={"prompt": f"work tag={name}", "name": name,
+                                        "model": f"openai-chat:steps-{steps}-delay-400"})
+        assert r.status_code == 201, r.text
+
+
+def mid_way_on(client: httpx.Client, database_url: str, executor: str, at_most: int = 3) -> list[str]:
+    """Ids of tasks `executor` runs that are past their first tool call and have done at most `at_most`."""
+    running = {t["id"] for t in tasks(client).values()
+               if t["status"] == "running" and 1 <= t["progress"]["tool_calls"] <= at_most}
+    return [w.split(".")[0] for w, e in executors_of(database_url).items()
+            if e == executor and w.split(".")[0] in running]
+
+
+def assert_each_step_once(fake: FakeOpenAI, home: Path, names: list[str], steps: int, in_flight: int = 0) -> None:
+    """Every step of every task ran, each once; `in_flight`: steps a stopped run may have left unrecorded."""
+    assert len(fake.completed_twice()) <= in_flight, fake.completed_twice()
+    lines = bash_lines(home)
+    repeats = 0
+    for name in names:
+        mine = [line for line in lines if line.startswith(name + "-")]
+        assert sorted(set(mine)) == [f"{name}-step-{k}" for k in range(1, steps + 1)], mine
+        repeats += len(mine) - len(set(mine))
+    assert repeats <= in_flight, lines
+
+
+def test_a_worker_whose_lock_connection_drops_takes_its_lock_again_before_anyone_takes_over(
+        server_factory: Callable[..., ServerProcess], postgres_env: dict[str, str],
+        workers: Callable[[ServerProcess], subprocess.Popen[bytes]]) -> None:
+    database = postgres_env["BGAGENTS_DATABASE_URL"]
+    names, steps = [f"t{k}" for k in range(8)], 6  # 2 at a time: as they end, the worker gets some
+    with FakeOpenAI() as fake:
+        server = server_factory(**env_for(fake.base_url), **postgres_env, **FAST_PROCESSES,
+                                BGAGENTS_CONCURRENCY__DEFAULT="2")
+        server.start()
+        worker = worker_id(workers(server), server.home, 0)
+        with server.client() as client:
+            start_steps_tasks(client, names, steps)
+            wait_for(lambda: bool(mid_way_on(client, database, worker)), 60, "the worker mid-way through a task")
+            terminate(database, lock_backend(database, worker))
+
+            wait_for(lambda: all(t["status"] == "completed" for t in tasks(client).values()), 90,
+                     "every task to complete")
+            for task in tasks(client).values():
+                assert task["result"]["text"] == f"done after {steps} steps"
+        log = (server.home / "worker-0.log").read_text()
+
+    # nobody took its work for a dead process's: no workflow driven twice, every step once
+    assert_each_step_once(fake, server.home, names, steps)
+    assert "took over" not in server.log_text() + log
+    assert f"the lock connection of executor {worker} dropped; it holds its lock again" in log
+    lock_backend(database, worker)  # held, on its new connection
+    server.stop()
+    assert "Traceback" not in server.log_text() + log
+
+
+def test_a_worker_whose_lock_another_process_holds_stops_its_turns_and_resumes_them_when_it_is_free(
+        server_factory: Callable[..., ServerProcess], postgres_env: dict[str, str],
+        workers: Callable[[ServerProcess], subprocess.Popen[bytes]]) -> None:
+    import psycopg
+
+    database = postgres_env["BGAGENTS_DATABASE_URL"]
+    names, steps = [f"t{k}" for k in range(8)], 8  # 2 at a time: as they end, the worker gets some
+    with FakeOpenAI() as fake:
+        server = server_factory(**env_for(fake.base_url), **postgres_env, **FAST_PROCESSES,
+                                BGAGENTS_CONCURRENCY__DEFAULT="2")
+        server.start()
+        worker = worker_id(workers(server), server.home, 0)
+        log_path = server.home / "worker-0.log"
+        with server.client() as client, psycopg.connect(database, autocommit=True) as other:
+            start_steps_tasks(client, names, steps)
+            wait_for(lambda: bool(mid_way_on(client, database, worker)), 60, "the worker mid-way through a task")
+            held = mid_way_on(client, database, worker)
+            backend = lock_backend(database, worker)
+
+            # another process waits for the worker's lock, and gets it the moment its connection drops
+            waiter = threading.Thread(target=lambda: other.execute(f"SELECT pg_advisory_lock({LOCK_KEY})",
+                                                                   (worker,)))
+            waiter.start()
+
+            def waiting() -> bool:
+                with psycopg.connect(database) as conn:
+                    row = conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                                       "AND pid = %s", (other.info.backend_pid,)).fetchone()
+                return row is not None and row[0] == 1
+            wait_for(waiting, 10, "the other process waiting for the worker's lock")
+            terminate(database, backend)
+            waiter.join(timeout=10)
+            assert not waiter.is_alive()
+
+            # the worker stops its turns, without cancelling them: nobody runs them while the lock is held
+            def done_so_far() -> dict[str, tuple[str, int, int, int]]:
+                lines = bash_lines(server.home)
+                return {t["id"]: (t["status"], t["progress"]["requests"], t["progress"]["tool_calls"],
+                                  len([x for x in lines if x.startswith(t["name"] + "-")]))
+                        for t in tasks(client).values() if t["id"] in held}
+
+            def still() -> bool:  # no step of theirs runs anywhere for a while
+                before = done_so_far()
+                time.sleep(1.5)
+                return done_so_far() == before
+            wait_for(still, 30, "the worker's turns to stop")
+            pending = executors_of(database)
+            for task_id in held:  # stopped, not cancelled nor ended: still the worker's, to resume
+                assert client.get(f"/tasks/{task_id}").json()["status"] == "running"
+                assert pending[task_id + ".1"] == worker
+            assert "cannot take it again" in log_path.read_text()
+
+            other.execute(f"SELECT pg_advisory_unlock({LOCK_KEY})", (worker,))
+            wait_for(lambda: "it holds its lock again" in log_path.read_text(), 30, "the worker to take its lock")
+            wait_for(lambda: all(t["status"] == "completed" for t in tasks(client).values()), 90,
+                     "every task to complete")
+            for task in tasks(client).values():
+                assert task["result"]["text"] == f"done after {steps} steps"
+
+    # each stopped turn resumed from its last finished step: only a step in flight when it stopped may repeat
+    assert_each_step_once(fake, server.home, names, steps, in_flight=len(held))
+    server.stop()
+    assert "Traceback" not in server.log_text() + log_path.read_text()

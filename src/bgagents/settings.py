@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -158,6 +158,23 @@ class ScheduleSettings(BaseModel):
         return iana_zone(value)
 
 
+class ProcessSettings(BaseModel):
+    """How processes sharing one PostgreSQL database tell the live from the dead (seconds)."""
+
+    lock_check_interval: float = Field(0.5, gt=0)  # how often a process checks it still holds its lock
+    takeover_interval: float = Field(2.0, gt=0)  # how often it looks for work of processes that are gone
+    # how long an executor's lock must be seen free before its work is taken over: a live process whose lock
+    # connection dropped takes its lock again meanwhile
+    takeover_grace: float = Field(2.0, ge=0)
+
+    @model_validator(mode="after")
+    def _grace_covers_a_check(self) -> ProcessSettings:
+        if self.takeover_grace <= self.lock_check_interval:
+            raise ValueError("takeover_grace must be longer than lock_check_interval, or a live process whose "
+                             "lock connection dropped could be taken for dead before it takes its lock again")
+        return self
+
+
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8321
@@ -184,6 +201,7 @@ class Settings(BaseSettings):
     conversation: ConversationSettings = Field(default_factory=ConversationSettings)
     schedules: ScheduleSettings = Field(default_factory=ScheduleSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    processes: ProcessSettings = Field(default_factory=ProcessSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     telegram: TelegramSettings = Field(default_factory=TelegramSettings)

@@ -144,6 +144,20 @@ class Engine:
         handles = await asyncio.to_thread(DBOS._recover_pending_workflows, executor_ids)
         return len(handles)
 
+    def let_go(self, task_ids: list[str]) -> None:
+        """Stops this process's runs of these turns, writing nothing: another process runs (or will run)
+        their workflows, which stay PENDING here, neither cancelled nor interrupted."""
+        for task_id in task_ids:
+            running = self.services.active.get(task_id)
+            if running is not None and not running.done():
+                self.services.handed_over.add(running)
+                running.cancel()
+
+    async def requeue(self, workflows: dict[str, str | None]) -> None:
+        """Puts workflows this process holds but no longer runs back on their queues (workflow id -> queue)."""
+        for workflow, queue in workflows.items():
+            await DBOS.resume_workflow_async(workflow, queue_name=queue)
+
     async def send_decision(self, workflow: str, approval_id: str, decision: dict[str, Any]) -> None:
         """Wakes the turn waiting on this approval (it waits with DBOS.recv on the approval's topic)."""
         await DBOS.send_async(workflow, decision, topic=approval_id)

@@ -7,7 +7,10 @@ workflows of its own id; it does not know which other executors are alive. The l
   process on the same database is refused; every other executor id found there is dead.
 - PostgreSQL (many processes): a session advisory lock keyed by the executor id, held on a connection
   of its own. The server drops it the moment the process dies (its socket closes), so an executor
-  whose lock can be taken is dead, and whoever takes it recovers its workflows.
+  whose lock stays free is dead, and whoever takes it recovers its workflows. The connection can also
+  drop while the process lives (a restart of PostgreSQL, `pg_terminate_backend`): the process checks
+  it often (`check`) and takes its lock again on a new one, well before others stop waiting
+  (`takeover_grace`); if another process holds it by then, that one is taking its work over.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import secrets
 import socket
 import threading
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Literal, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
@@ -39,6 +42,9 @@ def new_executor_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
+LeaseState = Literal["held", "regained", "lost"]
+
+
 class Lease(Protocol):
     executor_id: str
 
@@ -46,6 +52,14 @@ class Lease(Protocol):
         """Marks this process alive; raises `DatabaseInUse` where only one process may run."""
 
     def release(self) -> None: ...
+
+    def check(self) -> LeaseState:
+        """`held`: this process still holds its lock. `regained`: the lock was lost and is held again, on a
+        new connection (others may have taken work over meanwhile). `lost`: not held now (another process
+        holds it, or the database cannot be reached); asked again, it tries again."""
+
+    def is_free(self, executor_id: str) -> bool:
+        """True when no live process holds `executor_id` now (a look: nothing is claimed)."""
 
     def claim_dead(self, executor_id: str) -> bool:
         """True when no live process holds `executor_id`; the claim stops others recovering it too,
@@ -89,8 +103,14 @@ class FileLease:
             self._file.close()  # closing drops the lock
             self._file = None
 
-    def claim_dead(self, executor_id: str) -> bool:
+    def check(self) -> LeaseState:
+        return "held"  # a lock on a file this process keeps open cannot be lost
+
+    def is_free(self, executor_id: str) -> bool:
         return executor_id != self.executor_id  # we hold the database: nobody else is alive
+
+    def claim_dead(self, executor_id: str) -> bool:
+        return self.is_free(executor_id)
 
     def release_claim(self, executor_id: str) -> None:
         """Nothing to release: on SQLite one process holds the whole database."""
@@ -104,34 +124,84 @@ class PostgresLease:
         self.executor_id = executor_id
         self._engine: sa.Engine | None = None
         self._conn: sa.Connection | None = None
+        self._held = False  # this process's own lock is held on `_conn`
         self._lock = threading.Lock()  # one connection, used from worker threads
 
     def _execute(self, sql: str, key: str) -> bool:
         assert self._conn is not None, "the lease is not acquired"
-        with self._lock:
-            return bool(self._conn.execute(sa.text(sql), {"key": "bgagents-executor:" + key}).scalar())
+        return bool(self._conn.execute(sa.text(sql), {"key": "bgagents-executor:" + key}).scalar())
 
-    def acquire(self) -> None:
-        self._engine = sa.create_engine(self.url, poolclass=NullPool)
-        self._conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        self._execute("SELECT pg_advisory_lock(hashtextextended(:key, 0)) IS NULL", self.executor_id)
+    def _connect(self) -> sa.Connection:
+        assert self._engine is not None, "the lease is not acquired"
+        return self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
-    def release(self) -> None:
+    def _drop(self) -> None:
         if self._conn is not None:
             with contextlib.suppress(Exception):
                 self._conn.close()  # ends the session: its locks go
             self._conn = None
+        self._held = False
+
+    def acquire(self) -> None:
+        self._engine = sa.create_engine(self.url, poolclass=NullPool)
+        self._conn = self._connect()
+        with self._lock:
+            self._execute("SELECT pg_advisory_lock(hashtextextended(:key, 0)) IS NULL", self.executor_id)
+            self._held = True
+
+    def release(self) -> None:
+        with self._lock:
+            self._drop()
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
 
-    def claim_dead(self, executor_id: str) -> bool:
+    def check(self) -> LeaseState:
+        with self._lock:
+            if self._held:
+                try:
+                    assert self._conn is not None
+                    self._conn.execute(sa.text("SELECT 1"))  # the session lives: its locks are held
+                    return "held"
+                except sa.exc.SQLAlchemyError:
+                    self._drop()
+            try:
+                if self._conn is None:
+                    self._conn = self._connect()
+                if self._execute("SELECT pg_try_advisory_lock(hashtextextended(:key, 0))", self.executor_id):
+                    self._held = True
+                    return "regained"
+            except sa.exc.SQLAlchemyError:
+                self._drop()
+            return "lost"
+
+    def _ask(self, sql: str, executor_id: str) -> bool | None:
+        """`sql` about another executor; None while this process does not hold its own lock (not sure of
+        itself, it takes nobody for dead), or when the connection drops (`check` takes the lock again)."""
         if executor_id == self.executor_id:
-            return False
-        return self._execute("SELECT pg_try_advisory_lock(hashtextextended(:key, 0))", executor_id)
+            return None
+        with self._lock:
+            if not self._held:
+                return None
+            try:
+                return self._execute(sql, executor_id)
+            except sa.exc.SQLAlchemyError:
+                self._drop()
+                return None
+
+    def is_free(self, executor_id: str) -> bool:
+        # an advisory lock on a bigint key shows in pg_locks as its high and low 32 bits
+        held = self._ask("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 1 "
+                         "AND granted AND ((classid::bigint << 32) | objid::bigint) = hashtextextended(:key, 0))",
+                         executor_id)
+        return held is False
+
+    def claim_dead(self, executor_id: str) -> bool:
+        return bool(self._ask("SELECT pg_try_advisory_lock(hashtextextended(:key, 0))", executor_id))
 
     def release_claim(self, executor_id: str) -> None:
-        self._execute("SELECT pg_advisory_unlock(hashtextextended(:key, 0))", executor_id)
+        """After a dropped connection there is nothing to release: it took its claims with it."""
+        self._ask("SELECT pg_advisory_unlock(hashtextextended(:key, 0))", executor_id)
 
 
 def lease_for(url: str, executor_id: str) -> Lease:
@@ -151,3 +221,13 @@ def pending_executors(engine: sa.Engine) -> list[str]:
         rows = conn.execute(sa.text(
             f"SELECT DISTINCT executor_id FROM {table} WHERE status = 'PENDING' AND executor_id IS NOT NULL"))
         return [r[0] for r in rows]
+
+
+def own_pending(engine: sa.Engine, executor_id: str) -> dict[str, str | None]:
+    """The workflows DBOS says `executor_id` is running (PENDING): workflow id -> queue name."""
+    table = "workflow_status" if engine.dialect.name == "sqlite" else "dbos.workflow_status"
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(f"SELECT workflow_uuid, queue_name FROM {table} "
+                                    "WHERE status = 'PENDING' AND executor_id = :executor"),
+                            {"executor": executor_id})
+        return {r[0]: r[1] for r in rows}

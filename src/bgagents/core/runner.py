@@ -61,6 +61,8 @@ class Services:
     active: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
     # the DBOS workflow tasks around them: a shutdown waits for these too, so DBOS records each outcome
     workflows: set[asyncio.Task[Any]] = field(default_factory=set)
+    # runs in `active` this process let go (another process runs their workflow now): they end writing nothing
+    handed_over: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def workspace_for(self, task: Task) -> Path:
         """Where a task works (its own worktree, or the shared workspace): every runner takes it from here."""
@@ -140,6 +142,10 @@ async def run_turn(services: Services, task_id: str, turn: int, prompt: str) -> 
     runner = find_runner(task.model)
     inner = asyncio.create_task(_run_agent(services, task, turn, prompt,
                                            runner.run_turn if runner is not None else _run_agent_body))
+    stale = services.active.get(task_id)
+    if stale is not None and not stale.done():  # DBOS handed this workflow over, back to this process: the
+        services.handed_over.add(stale)        # earlier run no longer owns it and stops
+        stale.cancel()
     services.active[task_id] = inner
     try:
         max_runtime = services.limits.max_runtime
@@ -158,6 +164,8 @@ async def run_turn(services: Services, task_id: str, turn: int, prompt: str) -> 
             await services.publish(event)
             return "failed"
     except asyncio.CancelledError:
+        if inner in services.handed_over:  # another process runs this workflow now: nothing here is ours to write
+            raise
         if not services.gate.draining:  # cancelled by a person: the cancel already wrote the state
             current = await store.get_task(task_id)
             return current.status if current else "cancelled"
@@ -171,7 +179,9 @@ async def run_turn(services: Services, task_id: str, turn: int, prompt: str) -> 
     except Exception as exc:  # e.g. a replay that took another path than the first run (DBOS's unexpected step)
         return await _fail_beyond_recovery(services, task_id, exc)
     finally:
-        services.active.pop(task_id, None)
+        services.handed_over.discard(inner)
+        if services.active.get(task_id) is inner:
+            del services.active[task_id]
 
 
 async def _snapshot(store: Store, task_id: str, turn: int) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from .bash_setup import prepare_bash
 from .engine import Engine, workflow_id
 from .events import EventBus
 from .extensions import Extension
-from .identity import Lease, lease_for, new_executor_id, pending_executors
+from .identity import Lease, lease_for, new_executor_id, own_pending, pending_executors
 from .models import ModelRegistry, concurrency_key, concurrency_limit
 from .names import slugify
 from .names import task_id as new_task_id
@@ -53,7 +53,6 @@ LIMIT_KEYS = frozenset({"requests", "input_tokens", "output_tokens", "total_toke
 WATCH_INTERVAL = 0.5  # seconds between checks for cancels made by other processes
 WAIT_POLL = 2.0  # seconds between re-reads of a waited-for task (for changes made by other processes)
 ALONE_POLL = 30.0  # the same on SQLite, where no other process writes: a safety net, every change is announced
-TAKEOVER_INTERVAL = 2.0  # seconds between looks for dead processes' work (PostgreSQL: others may die)
 TERMINAL_EVENTS = frozenset({"task.completed", "task.failed", "task.cancelled"})
 
 
@@ -72,6 +71,8 @@ class Runtime:
         self.clock = clock
         self.executor_id = executor_id or new_executor_id()
         self._lease: Lease | None = None
+        self._free_since: dict[str, float] = {}  # executors whose lock was seen free, and since when
+        self._let_go: set[str] = set()  # tasks whose turns this process stopped while its lock was lost
         self.extensions: builtins.list[Extension] = list(extensions)
         self._launched = False  # DBOS launched by this runtime and not yet destroyed
         self.models = ModelRegistry()
@@ -182,10 +183,21 @@ class Runtime:
 
     async def _take_over(self) -> None:
         """Workflows left pending by processes that are gone (a crash, a kill -9, an earlier run of this
-        one) go back on their queues. A live process's are left alone: its lock is held."""
+        one) go back on their queues. A live process's are left alone: its lock is held. On PostgreSQL a
+        lock must be seen free for `takeover_grace` first: a live process whose lock connection dropped
+        takes its lock again within `lock_check_interval`."""
         assert self._lease is not None
         lease = self._lease
+        several = not self.settings.sqlalchemy_url.startswith("sqlite")
+        grace = self.settings.processes.takeover_grace if several else 0.0
+        now = time.monotonic()
+        free = set()
         for executor in await self.store.run(pending_executors, self.db_engine):
+            if not await self.store.run(lease.is_free, executor):
+                continue
+            free.add(executor)
+            if now - self._free_since.setdefault(executor, now) < grace:
+                continue
             if not await self.store.run(lease.claim_dead, executor):
                 continue
             try:
@@ -194,6 +206,39 @@ class Runtime:
                     log.info("took over %d workflow(s) of the stopped process %s", count, executor)
             finally:
                 await self.store.run(lease.release_claim, executor)
+        for executor in set(self._free_since) - free:  # held again, or nothing left to take
+            del self._free_since[executor]
+
+    async def _keep_lease(self) -> None:
+        """PostgreSQL: this process's lock connection can drop while it lives. It takes its lock again on a
+        new connection; if another process holds it meanwhile (taking this one's work over), or holds work
+        this one still runs, this process stops those turns, writing nothing, and goes on without them: a
+        process never runs work that a live process holds. Turns it stopped that nobody took go back on
+        their queues once the lock is held again."""
+        assert self._lease is not None
+        state = await self.store.run(self._lease.check)
+        if state == "held":
+            return
+        running = list(self.services.active)
+        if state == "lost":
+            if running:
+                log.warning("lost the lock of executor %s and cannot take it again (another process holds it, or "
+                            "the database is out of reach): stopping %d turn(s) here, without cancelling them",
+                            self.executor_id, len(running))
+            self._let_go.update(running)
+            self.engine.let_go(running)
+            return
+        ours = await self.store.run(own_pending, self.db_engine, self.executor_id)
+        held = {workflow.rsplit(".", 1)[0] for workflow in ours}
+        taken = [task_id for task_id in running if task_id not in held]
+        log.warning("the lock connection of executor %s dropped; it holds its lock again, on a new one (turns "
+                    "handed to another process meanwhile, which stop here: %d)", self.executor_id, len(taken))
+        self.engine.let_go(taken)
+        requeue = {workflow: queue for workflow, queue in ours.items()
+                   if workflow.rsplit(".", 1)[0] in self._let_go and workflow.rsplit(".", 1)[0] not in running}
+        self._let_go.clear()
+        if requeue:
+            await self.engine.requeue(requeue)
 
     async def _reconcile(self) -> None:
         """Tasks whose workflow was never enqueued (a crash between the two writes) are enqueued now."""
@@ -206,13 +251,17 @@ class Runtime:
     async def _watch(self) -> None:
         """Housekeeping: interrupts local turns another process cancelled, expires queued tasks past
         `queue_ttl`, and prunes finished tasks past the retention period."""
-        limits = self.settings.limits
-        last_sweep = last_takeover = 0.0
+        limits, processes = self.settings.limits, self.settings.processes
+        last_sweep = last_takeover = last_check = 0.0
         several = not self.settings.sqlalchemy_url.startswith("sqlite")  # other processes may die
+        interval = min(WATCH_INTERVAL, limits.sweep_interval, *([processes.lock_check_interval] if several else []))
         while True:
-            await asyncio.sleep(min(WATCH_INTERVAL, limits.sweep_interval))
+            await asyncio.sleep(interval)
             try:
-                if several and time.monotonic() - last_takeover >= TAKEOVER_INTERVAL:
+                if several and time.monotonic() - last_check >= processes.lock_check_interval:
+                    last_check = time.monotonic()
+                    await self._keep_lease()
+                if several and time.monotonic() - last_takeover >= processes.takeover_interval:
                     last_takeover = time.monotonic()
                     await self._take_over()
                 ids = list(self.services.active)
