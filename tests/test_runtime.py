@@ -110,6 +110,49 @@ async def test_priority_runs_first_within_queue(tmp_path: Path) -> None:
         assert started == ["first", "high", "low"]
 
 
+async def test_a_restart_keeps_the_limit_and_starts_what_waited(tmp_path: Path) -> None:
+    """On SQLite waiting turns live in memory: after a stop the resumed turn holds its slot (nothing starts
+    beside it over the limit) and the turns that waited are admitted again, in priority order."""
+    settings = make_settings(tmp_path, concurrency=ConcurrencySettings(default=1))
+    hang = asyncio.Event()
+
+    async def hanging(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        await hang.wait()
+        return ModelResponse(parts=[TextPart("never")])
+
+    rt = Runtime(settings)
+    rt.register_model("m", FunctionModel(hanging, model_name="m"))
+    await rt.start()
+    first = await rt.launch("first", model="m")
+    while (await rt.get(first.id)).status != "running":
+        await asyncio.sleep(0.01)
+    low = await rt.launch("low", model="m")
+    high = await rt.launch("high", model="m", priority=5)
+    await rt.stop(grace=0.1)
+
+    in_flight: list[str] = []
+    started: list[str] = []
+    most = 0
+
+    async def counting(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        nonlocal most
+        name = user_texts(messages)[0]
+        started.append(name)
+        in_flight.append(name)
+        most = max(most, len(in_flight))
+        await asyncio.sleep(0.05)
+        in_flight.remove(name)
+        return ModelResponse(parts=[TextPart("ok")])
+
+    async with Runtime(settings) as rt2:
+        rt2.register_model("m", FunctionModel(counting, model_name="m"))
+        for t in (first, low, high):
+            assert (await rt2.wait(t.id, timeout=30)).status == "completed"
+        assert most == 1
+        assert started == ["first", "high", "low"]
+        assert await rt2.running_counts() == {}
+
+
 async def test_limit_per_model_and_provider(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, concurrency=ConcurrencySettings(default=5, providers={"p": 1},
                                                                        models={"p:fast": 3}))
@@ -157,7 +200,10 @@ async def test_every_terminal_path_returns_its_slot(tmp_path: Path) -> None:
         for t in (running, queued):
             cancelled = await rt.get(t.id)
             assert cancelled.status == "cancelled" and cancelled.end_reason == "user"
-        assert await rt.workflow_statuses(queued.id) == ["CANCELLED"]
+        # on SQLite a turn waits for its slot in memory (core/admission.py): cancelled while waiting, it never
+        # became a workflow, and it does not start when the slot frees
+        assert await rt.workflow_statuses(queued.id) == ["missing"]
+        assert (await rt.get(queued.id)).started_at is None
 
 
 async def test_cancel_interrupts_model_request_within_a_second(runtime: Runtime) -> None:

@@ -1,7 +1,11 @@
-"""DBOS as the durable engine: the turn workflow, the queues, launch and shutdown.
+"""DBOS as the durable engine: the turn workflow, how turns are admitted, launch and shutdown.
 
 DBOS registers workflows by name before launch, so there is exactly one workflow, `bgagents.turn`,
 whose agent (model, instructions, tools) is chosen per run from the task row.
+
+Admission: a process alone on its database (SQLite) admits turns in memory and starts each as a
+workflow at once (core/admission.py): no queue to poll. Processes that share a PostgreSQL database
+use DBOS queues, so that concurrency limits hold across them.
 
 Queues: DBOS starts a worker for a newly registered queue only at its next check, up to a second
 later, so a queue per concurrency key would start each new model's first task late. Instead there
@@ -16,13 +20,15 @@ import contextvars
 import logging
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from dbos import DBOS, SetEnqueueOptions, SetWorkflowID
+from dbos import DBOS, SetEnqueueOptions, SetWorkflowAttributes, SetWorkflowID, WorkflowHandleAsync
 from dbos._error import DBOSNonExistentWorkflowError
 
+from .admission import Admission
 from .cancel_logs import CancelledWorkflows
 from .db import connect
 from .runner import Services, run_turn
@@ -31,6 +37,7 @@ log = logging.getLogger("bgagents.engine")
 
 WORKFLOW_NAME = "bgagents.turn"
 QUEUE_PREFIX = "bgagents:"
+ADMISSION_KEY = "bgagents_admission_key"  # a workflow attribute: the key whose slot it holds
 SERIAL_POLL = 0.1  # seconds; a person does not notice 0.1 s before their message is taken
 _services: Services | None = None
 
@@ -61,7 +68,9 @@ class Engine:
 
     def __init__(self, services: Services, database_url: str, polling_interval: float,
                  executor_id: str, limits: set[int] | None = None) -> None:
+        """On SQLite (one process per database, core/identity.py) turns are admitted in memory."""
         self.services = services
+        self.admission = Admission() if database_url.startswith("sqlite") else None
         self.database_url = database_url
         self.polling_interval = polling_interval
         self.executor_id = executor_id
@@ -88,7 +97,17 @@ class Engine:
 
     async def start_queues(self, serial: tuple[str, ...] = ()) -> None:
         """Registers the task queues and `serial` ones (one workflow at a time per partition key, e.g. per
-        conversation), then waits once for DBOS to run a worker for each."""
+        conversation), then waits once for DBOS to run a worker for each. With in-memory admission none
+        is polled, but for workflows an older version left on one: those queues are drained."""
+        if self.admission is not None:
+            left = await DBOS.list_workflows_async(status=["ENQUEUED"], load_input=False, load_output=False)
+            names = {w.queue_name for w in left if w.queue_name and w.queue_name.startswith(QUEUE_PREFIX)}
+            for name in names:
+                await DBOS.register_queue_async(name, polling_interval_sec=max(self.polling_interval, SERIAL_POLL),
+                                                on_conflict="always_update")
+            if names:
+                await asyncio.to_thread(self._wait_for_workers, names)
+            return
         for limit in sorted(self.limits):
             await self._register_queue(limit)
         for name in serial:  # polled less often: each poll is a read competing with the task steps
@@ -116,7 +135,13 @@ class Engine:
         log.warning("DBOS has not started workers for %s yet; the first tasks may start late", sorted(names))
 
     async def enqueue_workflow(self, queue: str, key: str, workflow: str, fn: Any, *args: Any) -> None:
-        """Enqueues `fn(*args)` as workflow id `workflow` on a partitioned queue (an existing id is not run twice)."""
+        """Runs `fn(*args)` as workflow id `workflow`, one at a time per `key` of this serial queue (an
+        existing id is not run twice)."""
+        if self.admission is not None:
+            key = f"{queue}|{key}"
+            await self.admission.submit(key, 1, workflow, self._starter(workflow, key, fn, *args))
+            return
+
         async def enqueue() -> None:
             with SetWorkflowID(workflow), SetEnqueueOptions(queue_partition_key=key):
                 await DBOS.enqueue_workflow_async(queue, fn, *args)
@@ -124,6 +149,13 @@ class Engine:
         await asyncio.get_running_loop().create_task(enqueue(), context=contextvars.Context())
 
     async def enqueue(self, key: str, limit: int, task_id: str, turn: int, prompt: str, priority: int) -> None:
+        """Starts the turn when its concurrency key has room, else it waits (in memory or on a DBOS queue)."""
+        if self.admission is not None:
+            await self.admission.submit(key, limit, workflow_id(task_id, turn),
+                                        self._starter(workflow_id(task_id, turn), key, turn_workflow, task_id, turn,
+                                                      prompt),
+                                        priority)
+            return
         name = queue_name(limit)
         if limit not in self._queues:  # a limit that was not in the settings at start
             await self._register_queue(limit)
@@ -137,6 +169,27 @@ class Engine:
         # A task launched by a tool (background_task) is enqueued from inside a DBOS step, which DBOS
         # forbids; an empty context makes it a workflow of its own, as it is: it outlives its parent's turn.
         await asyncio.get_running_loop().create_task(enqueue(), context=contextvars.Context())
+
+    @staticmethod
+    def _starter(workflow: str, key: str, fn: Any, *args: Any) -> Callable[[], Awaitable[WorkflowHandleAsync[Any]]]:
+        """Starts `fn(*args)` as workflow `workflow` when called (in-memory admission). The key is kept
+        with the workflow, so that after a restart the resumed workflow holds its slot (`hold_pending`)."""
+        async def start() -> WorkflowHandleAsync[Any]:
+            with SetWorkflowID(workflow), SetWorkflowAttributes({ADMISSION_KEY: key}):
+                return await DBOS.start_workflow_async(fn, *args)
+
+        # an empty context: a workflow started from inside a step (a tool's launch) is one of its own
+        return lambda: asyncio.get_running_loop().create_task(start(), context=contextvars.Context())
+
+    async def hold_pending(self) -> None:
+        """After a restart: the workflows DBOS resumes (PENDING, or ENQUEUED on its internal queue by the
+        takeover of a stopped process) hold their slots until they end."""
+        assert self.admission is not None
+        for status in await DBOS.list_workflows_async(status=["PENDING", "ENQUEUED"], load_input=False,
+                                                      load_output=False):
+            key = (status.attributes or {}).get(ADMISSION_KEY)
+            if isinstance(key, str):
+                self.admission.holds(key, status.workflow_id, await DBOS.retrieve_workflow_async(status.workflow_id))
 
     async def take_over(self, executor_ids: list[str]) -> int:
         """Puts the pending workflows of dead executors back on their queues (same queue, partition and
@@ -179,6 +232,8 @@ class Engine:
     async def cancel(self, task_id: str, turn: int) -> None:
         """Stops the workflow (a queued one leaves its queue) and interrupts it if it runs here."""
         self.cancelled.add(workflow_id(task_id, turn))
+        if self.admission is not None:
+            self.admission.drop(workflow_id(task_id, turn))
         try:
             await DBOS.cancel_workflow_async(workflow_id(task_id, turn))
         except DBOSNonExistentWorkflowError:
@@ -190,6 +245,8 @@ class Engine:
     async def drain(self, grace: float) -> None:
         """No new step starts; running turns get `grace` seconds to reach a step boundary, then stop."""
         self.services.gate.draining = True
+        if self.admission is not None:
+            await self.admission.close()
         pending = [t for t in self.services.active.values() if not t.done()]
         if pending:
             _, still = await asyncio.wait(pending, timeout=grace)

@@ -241,8 +241,11 @@ class Runtime:
             await self.engine.requeue(requeue)
 
     async def _reconcile(self) -> None:
-        """Tasks whose workflow was never enqueued (a crash between the two writes) are enqueued now."""
-        for task in await self.store.list_tasks(status=["queued"]):
+        """Tasks whose workflow was never enqueued (a crash between the two writes) are enqueued now; on
+        SQLite that is every queued task that had not started, while those DBOS resumed hold their slots."""
+        if self.engine.admission is not None:
+            await self.engine.hold_pending()
+        for task in sorted(await self.store.list_tasks(status=["queued"]), key=lambda t: t.queued_at or t.created_at):
             if not await self.engine.workflow_exists(task.id, task.turn):
                 log.info("re-enqueueing task %s after a restart", task.id)
                 prompt = await self._turn_prompt(task)
