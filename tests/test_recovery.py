@@ -126,9 +126,12 @@ async def test_a_replay_that_cannot_go_on_ends_failed_and_frees_its_slot(setting
     waiting = asyncio.Event()
 
     async def model(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
-        if "again" in user_texts(messages) and not block.is_set():
-            waiting.set()
-            await asyncio.sleep(60)  # in flight when the process stops
+        if "again" in user_texts(messages):  # the second turn checkpoints a request and a tool call, then stops
+            if tool_returns(messages) < 2:
+                return ModelResponse(parts=[ToolCallPart("bash", {"command": "true"}, tool_call_id="c2")])
+            if not block.is_set():
+                waiting.set()
+                await asyncio.sleep(60)  # in flight when the process stops
         if tool_returns(messages) < 1:
             return ModelResponse(parts=[ToolCallPart("bash", {"command": "true"}, tool_call_id="c1")])
         return ModelResponse(parts=[TextPart("ok")])

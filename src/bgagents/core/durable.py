@@ -205,32 +205,29 @@ class TaskHooks(AbstractCapability[ToolContext]):
     """Each tool call a checkpointed step with progress around it; loops broken, approvals asked.
 
     Steering is claimed inside each tool's step (so it costs no checkpoint of its own) and enqueued
-    right after that tool's result, i.e. before the next model request; the first request of a run
-    claims once in a step of its own, for messages sent while the task was queued.
+    right after that tool's result, i.e. before the next model request; what was sent while the task was
+    queued is claimed in the turn's first step (`at_start`) and given with the first request.
     """
 
     def __init__(self, tracker: ProgressTracker, gate: StepGate,
                  claim_steering: Callable[[str], Coroutine[Any, Any, list[str]]],
-                 breaker: LoopBreaker, permissions: dict[str, Any], approve: Approve) -> None:
+                 breaker: LoopBreaker, permissions: dict[str, Any], approve: Approve,
+                 at_start: list[str] | None = None) -> None:
         self.tracker = tracker
         self.gate = gate
         self._claim_steering = claim_steering
         self.breaker = breaker
         self.permissions = permissions
         self.approve = approve
-        self._claimed_at_start = False
+        self._at_start = list(at_start or [])
 
     async def before_model_request(
         self, ctx: RunContext[ToolContext], request_context: ModelRequestContext
     ) -> ModelRequestContext:
         self.gate.check()
-        if not self._claimed_at_start:
-            self._claimed_at_start = True
-            messages: list[str] = await DBOS.run_step_async(
-                {"name": "claim_steering"}, self._claim_steering, self.tracker.task_id
-            )
-            for text in messages:
-                ctx.enqueue(text)
+        for text in self._at_start:
+            ctx.enqueue(text)
+        self._at_start = []
         return request_context
 
     async def wrap_tool_execute(

@@ -194,6 +194,18 @@ async def _snapshot(store: Store, task_id: str, turn: int) -> dict[str, Any]:
             "model": task.model}  # a fallback during the turn changes the task's; its replay starts from this
 
 
+async def _turn_start(store: Store, task_id: str, turn: int) -> dict[str, Any]:
+    """The snapshot, and the steering sent while the task was queued (given at its first request): one
+    checkpoint where two would cost twice."""
+    return {**await _snapshot(store, task_id, turn), "steering": await store.claim_steering(task_id)}
+
+
+async def _turn_end(store: Store, task_id: str) -> dict[str, Any]:
+    """What decides whether the agent's run was the turn's last: steering that came after its last request,
+    and todos it left open. One checkpoint for both."""
+    return {"steering": await store.claim_steering(task_id), "todos": await store.get_todos(task_id)}
+
+
 def _usage_limits(task: Task, profile: Profile, baseline: Progress) -> UsageLimits:
     """Budgets count over the whole task (every turn); `max_turns` counts requests of this turn."""
     limits = task.limits
@@ -226,7 +238,7 @@ async def _run_agent(services: Services, task: Task, turn: int, prompt: str,
 async def _run_agent_body(services: Services, task: Task, turn: int, prompt: str) -> str:
     store = services.store
     limits = services.limits
-    snapshot = await DBOS.run_step_async({"name": "turn_start"}, _snapshot, store, task.id, turn)
+    snapshot = await DBOS.run_step_async({"name": "turn_start"}, _turn_start, store, task.id, turn)
     baseline = Progress.model_validate(snapshot["progress"])
     attempts = [Attempt.model_validate(a) for a in snapshot["attempts"]]
     history = await store.history(task.id, before_turn=turn, open_request=snapshot.get("open_request"))
@@ -253,7 +265,8 @@ async def _run_agent_body(services: Services, task: Task, turn: int, prompt: str
                            todos=StoreTodos(services, tracker), spawner=services.spawner,
                            sandbox=_sandbox(services, task, profile))
         breaker = LoopBreaker(limits.consecutive_threshold, limits.max_tool_calls, baseline.tool_calls)
-        hooks = TaskHooks(tracker, services.gate, store.claim_steering, breaker, profile.permissions, approve)
+        hooks = TaskHooks(tracker, services.gate, store.claim_steering, breaker, profile.permissions, approve,
+                          snapshot.get("steering", []))
         instructions = "\n\n".join(p for p in (task.instructions, profile.prompt) if p)
         output_type: Any = StructuredDict(task.output_schema) if task.output_schema else str
         capabilities: list[Any] = [hooks]
@@ -276,12 +289,11 @@ async def _run_agent_body(services: Services, task: Task, turn: int, prompt: str
                                          usage=usage)
                 messages = result.all_messages()
                 usage = result.usage
-                late = await DBOS.run_step_async({"name": "claim_steering"}, store.claim_steering, task.id)
-                if late:  # steering that arrived after the last request: one more round
-                    text = "\n\n".join(late)
+                end = await DBOS.run_step_async({"name": "turn_end"}, _turn_end, store, task.id)
+                if end["steering"]:  # steering that arrived after the last request: one more round
+                    text = "\n\n".join(end["steering"])
                     continue
-                todos = await DBOS.run_step_async({"name": "read_todos"}, store.get_todos, task.id)
-                still_open = [t["content"] for t in todos if t.get("status") in OPEN_TODOS]
+                still_open = [t["content"] for t in end["todos"] if t.get("status") in OPEN_TODOS]
                 if still_open and nudges < limits.completion_nudges:
                     nudges += 1
                     text = ("You ended your turn with todos still open: " + "; ".join(still_open)
