@@ -299,7 +299,8 @@ async def instant_throughput(server: Server, count: int) -> float:
         t0 = time.perf_counter()
         ids: list[str] = []
         for start in range(0, count, 1000):
-            batch = [{"prompt": f"x{i}", "model": "openai-chat:echo"} for i in range(start, min(count, start + 1000))]
+            batch = [{"prompt": f"x{i}", "model": "openai-chat:echo", "agent": "bench"}
+                     for i in range(start, min(count, start + 1000))]
             r = await client.post("/tasks/batch", json={"tasks": batch})
             r.raise_for_status()
             ids += [t["id"] for t in r.json()]

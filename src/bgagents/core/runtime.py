@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import contextvars
 import inspect
 import logging
 import time
@@ -81,6 +82,7 @@ class Runtime:
         self._started = False
         self._watcher: asyncio.Task[None] | None = None
         self._git_lock = asyncio.Lock()  # one git operation on the shared repository at a time
+        self._starting: set[asyncio.Task[None]] = set()  # batches whose workflows are being started
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -157,6 +159,8 @@ class Runtime:
         self._started = False
         for extension in reversed(self.extensions):
             await extension.stop()
+        for starting in list(self._starting):  # what they did not start is queued; the next start does
+            starting.cancel()
         if self._watcher:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -393,9 +397,19 @@ class Runtime:
             raise
         for event in events:
             self.bus.announce(event)
-        for task in prepared:
-            await self._enqueue_new(task)
+        # stored, so they are launched: a crash from here loses none (`_reconcile`). The caller does not
+        # wait for a thousand workflows to start, one after the other.
+        starting = asyncio.get_running_loop().create_task(self._enqueue_all(prepared), context=contextvars.Context())
+        self._starting.add(starting)
+        starting.add_done_callback(self._starting.discard)
         return prepared
+
+    async def _enqueue_all(self, tasks: builtins.list[Task]) -> None:
+        for task in tasks:
+            try:
+                await self._enqueue_new(task)
+            except Exception:  # `_enqueue_new` failed the task
+                log.exception("could not start task %s", task.id)
 
     async def _enqueue_new(self, task: Task) -> None:
         try:
