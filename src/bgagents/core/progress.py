@@ -39,13 +39,23 @@ def _cut(text: str, limit: int = MAX_MESSAGE) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+_UNPRICED: set[tuple[str | None, str | None, str | None]] = set()  # models genai-prices does not know
+
+
 def _cost(response: ModelResponse) -> float | None:
-    """The response's price where genai-prices knows the model, else None."""
+    """The response's price where genai-prices knows the model, else None. pydantic-ai has usually priced
+    it already (`usage.cost`); a model found unpriced once is not looked up again (a lookup costs ~1 ms)."""
+    if response.usage.cost is not None:
+        return float(response.usage.cost)
     if not response.model_name or not (response.usage.input_tokens or response.usage.output_tokens):
+        return None
+    key = (response.model_name, response.provider_name, response.provider_url)
+    if key in _UNPRICED:
         return None
     try:
         return float(response.cost().total_price)
     except Exception:  # an unknown model or provider has no price
+        _UNPRICED.add(key)
         return None
 
 
