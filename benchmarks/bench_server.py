@@ -522,6 +522,8 @@ async def main() -> None:
     parser.add_argument("--profile", type=Path, help="write py-spy profiles of the SQLite server here")
     args = parser.parse_args()
     only = set(filter(None, args.only.split(",")))
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
 
     def wanted(part: str) -> bool:
         return not only or part in only
