@@ -63,9 +63,19 @@ class Store:
         self.extensions = extensions  # their task_ended hooks join the transaction that ends a task
         # our own threads: the loop's default executor belongs to DBOS, which shuts it down on destroy
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="bgagents-db")
+        self._inline = engine.dialect.name == "sqlite"
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    async def quick(self, fn: Callable[..., T], *args: Any) -> T:
+        """A short statement of a task's turn. On SQLite it runs right here on the loop: a local file is
+        read or written in well under a millisecond, less than a trip to a thread costs, and under load
+        getting the GIL back from the loop took milliseconds more. PostgreSQL is a network round trip:
+        the pool."""
+        if self._inline:
+            return fn(*args)
+        return await self.run(fn, *args)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -109,7 +119,7 @@ class Store:
 
     async def insert_task(self, task: Task, messages: Sequence[ModelMessage] = (), spawn_key: str | None = None,
                           also: Callable[[sa.Connection], None] | None = None) -> Event:
-        return await self.run(self.insert_task_sync, task, messages, spawn_key, also)
+        return await self.quick(self.insert_task_sync, task, messages, spawn_key, also)
 
     def _one_task(self, where: sa.ColumnElement[bool]) -> Task | None:
         with self.engine.connect() as conn:
@@ -123,7 +133,7 @@ class Store:
         return self._one_task(db.tasks.c.id == task_id)
 
     async def get_task(self, task_id: str) -> Task | None:
-        return await self.run(self.get_task_sync, task_id)
+        return await self.quick(self.get_task_sync, task_id)
 
     def list_tasks_sync(self, status: Sequence[str] | None = None, parent_id: str | None = None,
                         limit: int | None = None, ids: Sequence[str] | None = None) -> list[Task]:
@@ -242,7 +252,7 @@ class Store:
     async def update_task(self, task_id: str, values: dict[str, Any], event_type: str | None,
                           event_data: dict[str, Any] | None = None,
                           only_if_status: Iterable[str] | None = None) -> Event | bool | None:
-        return await self.run(self.update_task_sync, task_id, values, event_type, event_data, only_if_status)
+        return await self.quick(self.update_task_sync, task_id, values, event_type, event_data, only_if_status)
 
     def count_descendants_sync(self, root_id: str) -> int:
         with self.engine.connect() as conn:
@@ -272,7 +282,7 @@ class Store:
 
     async def add_event(self, type_: str, task_id: str | None, data: dict[str, Any],
                         conversation_id: str | None = None) -> Event:
-        return await self.run(self.add_event_sync, type_, task_id, data, conversation_id)
+        return await self.quick(self.add_event_sync, type_, task_id, data, conversation_id)
 
     def events_since_sync(self, since: int, task_id: str | None = None, conversation_id: str | None = None,
                           limit: int = 500) -> list[Event]:
@@ -310,10 +320,13 @@ class Store:
                            task_values: dict[str, Any] | None = None, event_type: str | None = None,
                            event_data: dict[str, Any] | None = None) -> Event | None:
         with self.engine.begin() as conn:
+            if task_values:  # a turn's progress: nothing more is written once the task was cancelled
+                changed = conn.execute(db.tasks.update().where(db.tasks.c.id == session_id,
+                                                               db.tasks.c.status.in_(("running", "waiting")))
+                                       .values(**to_jsonable_python(task_values)))
+                if not changed.rowcount:
+                    return None
             self._insert_messages(conn, session_id, turn, start, messages)
-            if task_values:
-                conn.execute(db.tasks.update().where(db.tasks.c.id == session_id)
-                             .values(**to_jsonable_python(task_values)))
             if event_type:
                 return self.insert_event(conn, event_type, session_id, event_data or {})
         return None
@@ -321,7 +334,7 @@ class Store:
     async def save_messages(self, session_id: str, turn: int, start: int, messages: Sequence[ModelMessage],
                             task_values: dict[str, Any] | None = None, event_type: str | None = None,
                             event_data: dict[str, Any] | None = None) -> Event | None:
-        return await self.run(self.save_messages_sync, session_id, turn, start, messages, task_values,
+        return await self.quick(self.save_messages_sync, session_id, turn, start, messages, task_values,
                                event_type, event_data)
 
     def message_rows_sync(self, session_id: str, before_turn: int | None = None, since: int = 0,
@@ -351,7 +364,7 @@ class Store:
         return {"idx": row.idx, "message": row.message} if row is not None and row.kind == "request" else None
 
     async def open_request(self, session_id: str, before_turn: int) -> dict[str, Any] | None:
-        return await self.run(self.open_request_sync, session_id, before_turn)
+        return await self.quick(self.open_request_sync, session_id, before_turn)
 
     async def history(self, session_id: str, before_turn: int,
                       open_request: dict[str, Any] | None = None) -> list[ModelMessage]:
@@ -374,7 +387,7 @@ class Store:
             return self.insert_event(conn, "task.steered", task_id, {"message": text})
 
     async def add_steering(self, task_id: str, text: str, allowed_status: Iterable[str]) -> Event | None:
-        return await self.run(self.add_steering_sync, task_id, text, allowed_status)
+        return await self.quick(self.add_steering_sync, task_id, text, allowed_status)
 
     def claim_steering_sync(self, task_id: str) -> list[str]:
         with self.engine.begin() as conn:
@@ -389,7 +402,7 @@ class Store:
             return [r.text for r in rows]
 
     async def claim_steering(self, task_id: str) -> list[str]:
-        return await self.run(self.claim_steering_sync, task_id)
+        return await self.quick(self.claim_steering_sync, task_id)
 
     # -- todos -------------------------------------------------------------------------------------
 
@@ -398,7 +411,7 @@ class Store:
             return list(conn.execute(sa.select(db.tasks.c.todos).where(db.tasks.c.id == task_id)).scalar() or [])
 
     async def get_todos(self, task_id: str) -> list[dict[str, Any]]:
-        return await self.run(self.get_todos_sync, task_id)
+        return await self.quick(self.get_todos_sync, task_id)
 
     async def running_counts(self) -> dict[str, int]:
         return await self.run(self.running_counts_sync)
