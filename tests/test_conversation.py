@@ -468,10 +468,15 @@ async def test_main_turns_go_before_queued_background_work(tmp_path: Path) -> No
         gate_a.set()
         assert (await responses(rt, 2))[1] == "echo: hello"  # before bravo, which was queued first
         [b] = [s for s in await rt.conversations.sessions(CID) if s.name == "bravo"]
-        [hello_turn] = [t for t in await rt.list() if t.priority >= 10]  # the main session's task
         bravo = await rt.get(b.task_id)
-        # bravo takes the slot only once the main turn has given it back
-        assert bravo.started_at is None or (hello_turn.finished_at and bravo.started_at >= hello_turn.finished_at)
+        # bravo takes the slot only once the main turn has given it back. That turn's end is read from the
+        # events: by now the main session may already be queued again (for alpha's result), or forked.
+        [hello] = [r for r in await rt.conversations.responses(CID) if r.message == "echo: hello"]
+        assert hello.task_id
+        events = await rt.store.events_since(0, task_id=hello.task_id)
+        began = max(e.seq for e in events if e.type == "task.running" and e.time <= hello.created_at)
+        ended = [e.time for e in events if e.type == "task.completed" and e.seq > began]
+        assert bravo.started_at is None or (ended and bravo.started_at >= ended[0])
         gate_b.set()
         await responses(rt, 4)
 
