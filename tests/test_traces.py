@@ -36,12 +36,18 @@ def turn_spans(spans: tuple[ReadableSpan, ...], task_id: str) -> list[ReadableSp
 
 async def test_span_tree_of_a_task_with_two_tool_calls_and_a_child(tmp_path: Path) -> None:
     provider, exporter = in_memory()
+    lead_done = asyncio.Event()
+
+    async def after_the_lead(n: int) -> None:  # a child that ended first would steer the lead into a second run
+        await lead_done.wait()
+
     async with Runtime(make_settings(tmp_path), tracer_provider=provider) as rt:
-        rt.register_model("child", Script(answer="child done").model())
+        rt.register_model("child", Script(answer="child done", before=after_the_lead).model())
         rt.register_model("lead", Script(steps=[("background_task", {"prompt": "help me", "model": "child"}),
                                                 ("glob", {"pattern": "*"}), ("todoread", {})],
                                          answer="lead done").model())
         lead = await rt.wait((await rt.launch("lead the work", model="lead")).id, 30)
+        lead_done.set()
         [child] = await rt.list(parent_id=lead.id)
         child = await rt.wait(child.id, 30)
         assert lead.status == child.status == "completed"

@@ -97,24 +97,25 @@ class Engine:
 
     async def start_queues(self, serial: tuple[str, ...] = ()) -> None:
         """Registers the task queues and `serial` ones (one workflow at a time per partition key, e.g. per
-        conversation), then waits once for DBOS to run a worker for each. With in-memory admission none
-        is polled, but for workflows an older version left on one: those queues are drained."""
-        if self.admission is not None:
-            left = await DBOS.list_workflows_async(status=["ENQUEUED"], load_input=False, load_output=False)
-            names = {w.queue_name for w in left if w.queue_name and w.queue_name.startswith(QUEUE_PREFIX)}
-            for name in names:
+        conversation), then waits once for DBOS to run a worker for each. With in-memory admission there
+        are no task queues to poll, but for turns an older version left on one: those queues are drained."""
+        names = set(serial)
+        if self.admission is None:
+            for limit in sorted(self.limits):
+                await self._register_queue(limit)
+            names |= {queue_name(limit) for limit in self.limits}
+        else:
+            left = await DBOS.list_workflows_async(name=WORKFLOW_NAME, status=["ENQUEUED"], load_input=False,
+                                                   load_output=False)
+            for name in {w.queue_name for w in left if w.queue_name and w.queue_name.startswith(QUEUE_PREFIX)}:
                 await DBOS.register_queue_async(name, polling_interval_sec=max(self.polling_interval, SERIAL_POLL),
                                                 on_conflict="always_update")
-            if names:
-                await asyncio.to_thread(self._wait_for_workers, names)
-            return
-        for limit in sorted(self.limits):
-            await self._register_queue(limit)
+                names.add(name)
         for name in serial:  # polled less often: each poll is a read competing with the task steps
             await DBOS.register_queue_async(name, partition_concurrency=1,
                                             polling_interval_sec=max(self.polling_interval, SERIAL_POLL),
                                             on_conflict="always_update")
-        await asyncio.to_thread(self._wait_for_workers, {queue_name(limit) for limit in self.limits} | set(serial))
+        await asyncio.to_thread(self._wait_for_workers, names)
 
     async def _register_queue(self, limit: int) -> None:
         await DBOS.register_queue_async(
@@ -135,13 +136,9 @@ class Engine:
         log.warning("DBOS has not started workers for %s yet; the first tasks may start late", sorted(names))
 
     async def enqueue_workflow(self, queue: str, key: str, workflow: str, fn: Any, *args: Any) -> None:
-        """Runs `fn(*args)` as workflow id `workflow`, one at a time per `key` of this serial queue (an
-        existing id is not run twice)."""
-        if self.admission is not None:
-            key = f"{queue}|{key}"
-            await self.admission.submit(key, 1, workflow, self._starter(workflow, key, fn, *args))
-            return
-
+        """Enqueues `fn(*args)` as workflow id `workflow` on a serial queue: one at a time per `key` (an
+        existing id is not run twice). DBOS queues also on SQLite: a conversation's drain must never run
+        beside another of the same conversation, also across a stop in the middle of one."""
         async def enqueue() -> None:
             with SetWorkflowID(workflow), SetEnqueueOptions(queue_partition_key=key):
                 await DBOS.enqueue_workflow_async(queue, fn, *args)
