@@ -113,6 +113,9 @@ def run_demo(*, keep: bool, agents: int, port: int | None, json_mode: bool) -> i
                       "demo agents finished.[/bold green]")
         if keep:
             console.print(f"Their notes are in {home / 'workspace' / 'demo-notes'}")
+            # started in the background of a script, SIGINT is ignored from the start: Ctrl-C (or kill -INT)
+            # must still stop the demo, as it is about to say
+            signal.signal(signal.SIGINT, signal.default_int_handler)
             console.print("Look next:")
             console.print(f"  {env} bgagents ls --all")
             console.print(f"  {env} bgagents logs {ids[0]}")
