@@ -4,9 +4,9 @@ DBOS queues find work by polling the database (every `queue_polling_interval`, p
 what lets many processes share one PostgreSQL. A process alone on its database sees every launch and
 every end itself, so it admits workflows in memory instead: one with a free slot under its key's
 limit starts at once, the others wait here (highest priority first, then oldest) until a workflow of
-their key ends. Nothing here needs to be durable: what waits is still stored by its owner (a `queued`
-task, a conversation with unhandled events), which submits it again when the runtime starts, while
-DBOS resumes the workflows that had started (`holds` counts those).
+their key ends. Nothing here needs to be durable: what waits is still a stored `queued` task, which the
+runtime submits again when it starts, while DBOS resumes the workflows that had started (`holds`
+counts those). Conversation drains keep their DBOS serial queue (core/engine.py).
 """
 
 from __future__ import annotations
@@ -54,9 +54,6 @@ class Admission:
 
     def running(self, key: str) -> int:
         return len(self._running.get(key, ()))
-
-    def waiting(self, key: str) -> int:
-        return len(self._waiting.get(key, ()))
 
     async def submit(self, key: str, limit: int, workflow: str, start: Start, priority: int = 0) -> None:
         """Starts the workflow now if its key has a free slot (`limit` 0: unlimited), else keeps it waiting."""
