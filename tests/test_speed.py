@@ -10,7 +10,9 @@ import pytest
 import sqlalchemy as sa
 
 from bgagents.core import db
+from bgagents.core.events import EventBus
 from bgagents.core.models import ModelRegistry
+from bgagents.core.schema import Event
 
 
 def test_sqlite_writers_of_one_process_take_turns_without_the_busy_handler(tmp_path: Path) -> None:
@@ -55,3 +57,27 @@ def test_openai_models_share_one_connection_pool_that_keeps_its_connections(
     assert a.provider is b.provider  # type: ignore[attr-defined]
     pool = a.provider.client._client  # type: ignore[attr-defined]
     assert pool._transport._pool._max_keepalive_connections >= 1000
+
+
+async def test_watchers_of_one_task_are_offered_its_events_only() -> None:
+    """A waiter on one task is not asked about every other task's events; watchers of all still get all."""
+    bus = EventBus()
+    asked: list[str | None] = []
+
+    def accept(event: Event) -> bool:
+        asked.append(event.task_id)
+        return True
+
+    def event(seq: int, task_id: str | None) -> Event:
+        return Event(seq=seq, time=1.0, type="task.progress", task_id=task_id, data={})
+
+    with bus.subscribe(accept, task_id="a") as of_a, bus.subscribe() as of_all:
+        for seq, task_id in enumerate(["a", "b", None, "a"]):
+            bus.announce(event(seq, task_id))
+        assert [of_a.get_nowait().seq for _ in range(of_a.qsize())] == [0, 3]
+        assert of_all.qsize() == 4
+    assert asked == ["a", "a"]
+    with bus.subscribe(accept, task_id="a"):
+        pass
+    bus.announce(event(9, "a"))  # nobody watches any more
+    assert asked == ["a", "a"]

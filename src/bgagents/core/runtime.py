@@ -532,7 +532,7 @@ class Runtime:
 
         Woken by this process's terminal events; the periodic re-read covers other processes."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self.bus.subscribe(lambda e: e.task_id == task_id and e.type in TERMINAL_EVENTS) as queue:
+        with self.bus.subscribe(lambda e: e.type in TERMINAL_EVENTS, task_id=task_id) as queue:
             while True:
                 task = await self.get(task_id)
                 if task.finished:
@@ -591,7 +591,7 @@ class Runtime:
             return (task_id is None or e.task_id == task_id) and (
                 conversation_id is None or e.conversation_id == conversation_id)
 
-        with self.bus.subscribe(accept) as queue:
+        with self.bus.subscribe(accept, task_id=task_id) as queue:
             last = since
             while True:
                 batch = await self.store.events_since(last, task_id, conversation_id)

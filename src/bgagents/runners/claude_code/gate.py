@@ -86,8 +86,8 @@ class ToolGate:
         timeout = services.limits.approval_timeout
         self.waiting += 1
         try:
-            with services.bus.subscribe(lambda e: e.task_id == self.task.id and e.type in DECIDED
-                                        and e.data.get("approval_id") == approval_id) as decided:
+            with services.bus.subscribe(lambda e: e.type in DECIDED and e.data.get("approval_id") == approval_id,
+                                        task_id=self.task.id) as decided:
                 await services.publish(await store.insert_approval(approval, self.workflow))
                 deadline = time.monotonic() + timeout
                 while True:

@@ -148,7 +148,7 @@ async def _converse(services: Services, task: Task, turn: int, prompt: str, plan
         await send(first)
         nudges, asked_for_result = 0, False
         last_steer = time.monotonic()
-        with services.bus.subscribe(lambda e: e.task_id == task.id and e.type in WAKE_EVENTS) as wake:
+        with services.bus.subscribe(lambda e: e.type in WAKE_EVENTS, task_id=task.id) as wake:
             while True:
                 if services.gate.draining:
                     raise ShuttingDown()
