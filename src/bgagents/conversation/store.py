@@ -35,6 +35,9 @@ def _response(row: Row) -> Response:
     return Response.model_validate(dict(row._mapping))
 
 
+# asked for every task's turn and end (is it a session?): built once, as the core store's hot statements
+_SESSION_OF_TASK = sa.select(tables.conv_sessions).where(tables.conv_sessions.c.task_id == sa.bindparam("w_task"))
+
 class ConversationStore:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -182,8 +185,7 @@ class ConversationStore:
 
     def session_sync(self, task_id: str) -> Row | None:
         with self.engine.connect() as conn:
-            return conn.execute(sa.select(tables.conv_sessions)
-                                .where(tables.conv_sessions.c.task_id == task_id)).first()
+            return conn.execute(_SESSION_OF_TASK, {"w_task": task_id}).first()
 
     def session_by_origin_sync(self, origin: str) -> Row | None:
         with self.engine.connect() as conn:
@@ -258,7 +260,7 @@ class ConversationStore:
         """A session's turn ended: its outcome is kept, in the transaction that ends it (the core calls this
         as the extension's `task_ended`), for the conversation to deliver or feed back (exactly once; a
         killed session's is marked so)."""
-        session = conn.execute(sa.select(tables.conv_sessions).where(tables.conv_sessions.c.task_id == task_id)).first()
+        session = conn.execute(_SESSION_OF_TASK, {"w_task": task_id}).first()
         if session is None:
             return
         task = conn.execute(sa.select(db.tasks).where(db.tasks.c.id == task_id)).one()
