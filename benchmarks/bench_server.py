@@ -102,6 +102,21 @@ def rss_mb(pid: int) -> float:
     return total / 1024
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a server and its worker processes so far; bash children are not counted."""
+    total = 0.0
+    pids = [pid]
+    with contextlib.suppress(OSError):
+        pids += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    for p in pids:
+        with contextlib.suppress(OSError):
+            if p != pid and not Path(f"/proc/{p}/comm").read_text().startswith("python"):
+                continue
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 # -- the scripted model server -----------------------------------------------------------------------
 
 class Fake:
@@ -192,8 +207,9 @@ async def wait_output(client: httpx.AsyncClient, task_id: str) -> dict[str, Any]
     raise AssertionError("unreachable")
 
 
-async def bgagents_workload(server: Server, agents: int, agent: str = "bench") -> float:
-    """Launch every agent at once over HTTP, each client waiting for its own; wall time in seconds."""
+async def bgagents_workload(server: Server, agents: int, agent: str = "bench") -> tuple[float, float]:
+    """Launch every agent at once over HTTP, each client waiting for its own; wall time and the server's CPU
+    time, in seconds."""
     async with server.client() as client:
         async def one(i: int) -> None:
             r = await client.post("/tasks", json={"prompt": f"work tag=a{i}", "model": f"openai-chat:{MODEL}",
@@ -202,9 +218,9 @@ async def bgagents_workload(server: Server, agents: int, agent: str = "bench") -
             out = await wait_output(client, r.json()["id"])
             assert out["status"] == "completed", out
 
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), cpu_seconds(server.proc.pid)
         await asyncio.gather(*(one(i) for i in range(agents)))
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, cpu_seconds(server.proc.pid) - cpu0
 
 
 def fresh_postgres(base: str, name: str) -> str:
@@ -422,7 +438,7 @@ async def langgraph_in_process(home: Path, fake: Fake, agents: int) -> float:
     return wall
 
 
-async def pydantic_ai_in_process(home: Path, fake: Fake, agents: int) -> float:
+async def pydantic_ai_in_process(home: Path, fake: Fake, agents: int) -> tuple[float, float]:
     from pydantic_ai import Agent
     from pydantic_ai.models.openai import OpenAIChatModel
     from pydantic_ai.providers.openai import OpenAIProvider
@@ -439,11 +455,11 @@ async def pydantic_ai_in_process(home: Path, fake: Fake, agents: int) -> float:
         out, _ = await proc.communicate()
         return out.decode() or "(no output)"
 
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     results = await asyncio.gather(*(agent.run(f"work tag=p{i}") for i in range(agents)))
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     assert all(r.output == "done after 4 steps" for r in results)
-    return wall
+    return wall, cpu
 
 
 # -- profiling ------------------------------------------------------------------------------------
@@ -454,7 +470,7 @@ def profiled(pid: int, out: Path | None) -> Iterator[None]:
     if out is None or not shutil.which("py-spy"):
         yield
         return
-    spy = subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--format", "raw", "--rate", "50",
+    spy = subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
                             "--gil", "--nonblocking", "--output", str(out)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -501,16 +517,23 @@ class Results:
     notes: list[str] = field(default_factory=list)
 
 
-async def timed(label: str, results: Results, fn: Callable[[], Awaitable[float]], fake: Fake) -> None:
+async def timed(label: str, results: Results, fn: Callable[[], Awaitable[float | tuple[float, float]]],
+                fake: Fake, agents: int) -> None:
+    """Runs one contender; those that can tell their CPU time (wall, cpu) get CPU per agent reported too."""
     fake.reset()
     try:
-        wall = await fn()
+        outcome = await fn()
     except Exception as exc:
         results.notes.append(f"{label}: skipped ({type(exc).__name__}: {str(exc)[:300]})")
         return
+    wall, cpu = outcome if isinstance(outcome, tuple) else (outcome, None)
     results.rows[label] = wall
     results.rows[label + " in flight"] = fake.stats()["max_in_flight"]
-    print(f"  {label}: {wall:.2f} s, at most {fake.stats()['max_in_flight']} model requests in flight", flush=True)
+    line = f"  {label}: {wall:.2f} s, at most {fake.stats()['max_in_flight']} model requests in flight"
+    if cpu is not None:
+        results.rows[label + " cpu"] = cpu / agents * 1000
+        line += f", {cpu / agents * 1000:.0f} ms CPU per agent"
+    print(line, flush=True)
 
 
 async def main() -> None:
@@ -538,22 +561,22 @@ async def main() -> None:
                   flush=True)
             if wanted("baselines"):
                 await timed("pydantic-ai in process", res,
-                            lambda: pydantic_ai_in_process(root / "pai", fake, n), fake)
+                            lambda: pydantic_ai_in_process(root / "pai", fake, n), fake, n)
                 await timed("LangGraph in process", res,
-                            lambda: langgraph_in_process(root / "lgi", fake, n), fake)
+                            lambda: langgraph_in_process(root / "lgi", fake, n), fake, n)
             if wanted("langgraph"):
                 async def lg() -> float:
                     with langgraph_server(root / "lgs", fake, jobs=n) as url:
                         return await langgraph_workload(url, n)
-                await timed("LangGraph server (langgraph dev, in memory)", res, lg, fake)
+                await timed("LangGraph server (langgraph dev, in memory)", res, lg, fake, n)
             if wanted("sqlite"):
                 with bgagents_server(root / "sqlite", fake) as server:
-                    async def sq() -> float:
+                    async def sq() -> tuple[float, float]:
                         with profiled(server.proc.pid, args.profile and args.profile / "workload.txt"):
                             return await bgagents_workload(server, n)
-                    await timed("bgagents SQLite, 1 process", res, sq, fake)
+                    await timed("bgagents SQLite, 1 process", res, sq, fake, n)
                     await timed("bgagents SQLite, 1 process, `general` agent (all tools)", res,
-                                lambda: bgagents_workload(server, n, "general"), fake)
+                                lambda: bgagents_workload(server, n, "general"), fake, n)
                     if wanted("extra"):
                         lat = await latencies(server, fake)
                         res.rows.update(lat)
@@ -570,10 +593,10 @@ async def main() -> None:
                         break
                     url = fresh_postgres(args.postgres, f"bgbench_{os.getpid()}_{workers}")
 
-                    async def pg(workers: int = workers, url: str = url) -> float:
+                    async def pg(workers: int = workers, url: str = url) -> tuple[float, float]:
                         with bgagents_server(root / f"pg{workers}", fake, workers=workers, database_url=url) as s:
                             return await bgagents_workload(s, n)
-                    await timed(f"bgagents PostgreSQL, {workers} worker process(es)", res, pg, fake)
+                    await timed(f"bgagents PostgreSQL, {workers} worker process(es)", res, pg, fake, n)
         finally:
             fake.close()
         report(res, n, args.profile)
@@ -594,6 +617,8 @@ def report(res: Results, n: int, profile: Path | None) -> None:
             extra.append(f"{r[label] / base:.2f}x pydantic-ai in process")
         if lgs:
             extra.append(f"{r[label] / lgs:.2f}x LangGraph server")
+        if label + " cpu" in r:
+            extra.append(f"{r[label + ' cpu']:.0f} ms CPU per agent")
         print(f"{label:56s} {r[label]:7.2f} s  ({', '.join(extra)}; {r[label + ' in flight']:.0f} in flight)")
     sq = r.get("bgagents SQLite, 1 process")
     checks: list[tuple[str, bool | None]] = [
