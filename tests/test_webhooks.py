@@ -192,3 +192,32 @@ def test_the_server_restarted_between_tries_still_delivers_once(
         with server.client() as http:
             [delivery] = http.get(f"/webhooks/{made['id']}/deliveries").json()
         assert delivery["status"] == "delivered" and [t["status_code"] for t in delivery["log"]] == [500, 200]
+
+
+async def test_a_round_reads_the_data_of_new_events_only_and_none_without_webhooks(rt: Runtime) -> None:
+    """Recent events stay past the cursor (SETTLE), so rounds see them again; their data is read once, and
+    not at all while no webhook exists. A webhook made afterwards gets none of the earlier events."""
+    hooks = await started(rt)
+    read: list[list[int]] = []
+    by_seq = hooks.store.events_by_seq
+
+    async def counting(seqs: list[int]) -> list[object]:
+        read.append(list(seqs))
+        return await by_seq(seqs)  # type: ignore[return-value]
+
+    hooks.store.events_by_seq = counting  # type: ignore[method-assign,assignment]
+    try:
+        await rt.wait((await rt.launch("before", model="script")).id, 20)
+        for _ in range(3):
+            await hooks.pump()
+        assert read == []
+        with Receiver() as receiver:
+            _, receiver.secret = await hooks.subscribe(receiver.url, ["task.completed"])
+            task = await rt.wait((await rt.launch("after", model="script")).id, 20)
+            await until(lambda: len(receiver.accepted) == 1)
+            for _ in range(3):
+                await hooks.pump()
+            assert [body["data"]["task"]["id"] for body in receiver.accepted] == [task.id]
+            assert len(read) == 1 and len(read[0]) == 1  # the new event's data, once
+    finally:
+        await hooks.stop()

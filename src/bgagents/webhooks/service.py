@@ -53,6 +53,7 @@ class Webhooks:
         self._sending: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._cursor = 0
+        self._handled: set[int] = set()  # events past the cursor whose deliveries this process made
 
     @property
     def store(self) -> WebhookStore:
@@ -164,21 +165,29 @@ class Webhooks:
             task.add_done_callback(self._sending.discard)
 
     async def _make_deliveries(self) -> None:
-        events = await self.store.events(self._cursor, EVENT_TYPES)
-        if not events:
+        """Deliveries for the events past the cursor. Events of the last SETTLE seconds stay past it (one may
+        still commit with a lower seq), so a round reads only their seq and time, and the data of those it has
+        not handled yet, and only when a webhook exists: each task's end used to re-read every recent event."""
+        marks = await self.store.event_marks(self._cursor, EVENT_TYPES)
+        if not marks:
             return
-        subs = await self.store.subscriptions()
+        fresh = [seq for seq, _ in marks if seq not in self._handled]
         new: list[NewDelivery] = []
-        for event in events:
+        subs = await self.store.subscriptions() if fresh else []
+        for event in await self.store.events_by_seq(fresh) if subs else []:
             wanted = [s for s, _ in subs
                       if event.type in s.events and (s.task_id is None or s.task_id == event.task_id)]
             if wanted:
                 payload = dumps(await self._payload(event))
                 new.extend(NewDelivery(webhook_id=s.id, event=event, payload=payload) for s in wanted)
-        settled = [e.seq for e in events if e.time <= self.clock() - SETTLE]
+        settled = [seq for seq, time_ in marks if time_ <= self.clock() - SETTLE]
         cursor = max([self._cursor, *settled])
-        await self.store.make_deliveries(new, cursor, self.clock())
-        self._cursor = cursor if len(events) < 500 else max(cursor, events[-1].seq)
+        if len(marks) == 500:
+            cursor = max(cursor, marks[-1][0])
+        if new or cursor != self._cursor:
+            await self.store.make_deliveries(new, cursor, self.clock())
+        self._handled = {seq for seq in (*self._handled, *fresh) if seq > cursor}
+        self._cursor = cursor
 
     async def _payload(self, event: Event) -> dict[str, Any]:
         data: dict[str, Any] = {"event_seq": event.seq}

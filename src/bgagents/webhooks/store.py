@@ -133,14 +133,24 @@ class WebhookStore:
     async def start_cursor(self) -> int:
         return await self._run(self.start_cursor_sync)
 
-    def events_sync(self, since: int, types: Sequence[str], limit: int = 500) -> list[Event]:
-        query = (sa.select(core_db.events).where(core_db.events.c.seq > since, core_db.events.c.type.in_(list(types)))
+    def event_marks_sync(self, since: int, types: Sequence[str], limit: int = 500) -> list[tuple[int, float]]:
+        """(seq, time) of the events after `since`: what a round must look at, without reading their data."""
+        query = (sa.select(core_db.events.c.seq, core_db.events.c.time)
+                 .where(core_db.events.c.seq > since, core_db.events.c.type.in_(list(types)))
                  .order_by(core_db.events.c.seq).limit(limit))
+        with self.engine.connect() as conn:
+            return [(int(r.seq), float(r.time)) for r in conn.execute(query)]
+
+    async def event_marks(self, since: int, types: Sequence[str], limit: int = 500) -> list[tuple[int, float]]:
+        return await self._run(self.event_marks_sync, since, types, limit)
+
+    def events_by_seq_sync(self, seqs: Sequence[int]) -> list[Event]:
+        query = sa.select(core_db.events).where(core_db.events.c.seq.in_(list(seqs))).order_by(core_db.events.c.seq)
         with self.engine.connect() as conn:
             return [Event.model_validate(dict(r._mapping)) for r in conn.execute(query)]
 
-    async def events(self, since: int, types: Sequence[str], limit: int = 500) -> list[Event]:
-        return await self._run(self.events_sync, since, types, limit)
+    async def events_by_seq(self, seqs: Sequence[int]) -> list[Event]:
+        return await self._run(self.events_by_seq_sync, seqs)
 
     def make_deliveries_sync(self, new: Sequence[NewDelivery], cursor: int, now: float) -> None:
         """Stores the deliveries and moves the cursor in one transaction; a delivery made before (by this
