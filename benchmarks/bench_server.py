@@ -6,7 +6,9 @@ server's HTTP API and each waited for. Systems:
 - bgagents on SQLite, one process; on PostgreSQL with 1 and with 2 worker processes (`--postgres URL`
   or BGAGENTS_TEST_POSTGRES_URL; a fresh database each);
 - LangGraph's Agent Server (`langgraph dev`, in memory, not durable; `pip install -e .[bench]`);
-- the same agent run in this process by plain pydantic-ai and by LangGraph (asyncio.gather).
+- the same agent run in this process by plain pydantic-ai and by LangGraph (asyncio.gather); pydantic-ai
+  also streaming each request, as bgagents does (the ratio targets use the plain run).
+The servers' CPU time per agent (server process and its workers, not their bash children) is printed too.
 On the SQLite server also: launch -> running over HTTP, end -> seen by a waiting client, cancel ->
 status and -> the model request closed, tool call -> SSE client, tasks completed per second with an
 instant model, 1,000 tasks launched in one batch, RSS with 1,000 agents running.
@@ -30,7 +32,7 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -438,7 +440,9 @@ async def langgraph_in_process(home: Path, fake: Fake, agents: int) -> float:
     return wall
 
 
-async def pydantic_ai_in_process(home: Path, fake: Fake, agents: int) -> tuple[float, float]:
+async def pydantic_ai_in_process(home: Path, fake: Fake, agents: int, streamed: bool = False) -> tuple[float, float]:
+    """The baseline: the same agent run by plain pydantic-ai. `streamed` streams each request as bgagents does
+    (for live progress and its inactivity watchdog), which costs pydantic-ai about a third more CPU."""
     from pydantic_ai import Agent
     from pydantic_ai.models.openai import OpenAIChatModel
     from pydantic_ai.providers.openai import OpenAIProvider
@@ -455,8 +459,13 @@ async def pydantic_ai_in_process(home: Path, fake: Fake, agents: int) -> tuple[f
         out, _ = await proc.communicate()
         return out.decode() or "(no output)"
 
+    async def drain(_: Any, events: AsyncIterator[Any]) -> None:
+        async for _event in events:
+            pass
+
     t0, cpu0 = time.perf_counter(), time.process_time()
-    results = await asyncio.gather(*(agent.run(f"work tag=p{i}") for i in range(agents)))
+    results = await asyncio.gather(*(agent.run(f"work tag=p{i}", event_stream_handler=drain if streamed else None)
+                                     for i in range(agents)))
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     assert all(r.output == "done after 4 steps" for r in results)
     return wall, cpu
@@ -562,6 +571,8 @@ async def main() -> None:
             if wanted("baselines"):
                 await timed("pydantic-ai in process", res,
                             lambda: pydantic_ai_in_process(root / "pai", fake, n), fake, n)
+                await timed("pydantic-ai in process, streamed", res,
+                            lambda: pydantic_ai_in_process(root / "pais", fake, n, streamed=True), fake, n)
                 await timed("LangGraph in process", res,
                             lambda: langgraph_in_process(root / "lgi", fake, n), fake, n)
             if wanted("langgraph"):
@@ -611,7 +622,7 @@ def report(res: Results, n: int, profile: Path | None) -> None:
     print("\n== results (one run; ratios against this run's baselines) ==")
     base = r.get("pydantic-ai in process")
     lgs = r.get("LangGraph server (langgraph dev, in memory)")
-    for label in [k for k in r if k.endswith(("process", "process(es)", "in memory)", "(all tools)"))]:
+    for label in [k for k in r if k.endswith(("process", "process(es)", "in memory)", "(all tools)", "streamed"))]:
         extra = []
         if base:
             extra.append(f"{r[label] / base:.2f}x pydantic-ai in process")

@@ -155,7 +155,8 @@ async def test_a_replay_that_cannot_go_on_ends_failed_and_frees_its_slot(setting
     async with rt2:
         ended = await rt2.wait(task.id, timeout=20)
         assert ended.status == "failed" and ended.end_reason == "error"
-        assert ended.error and "could not go on" in ended.error and "DBOSUnexpectedStepError" in ended.error
+        # the replay stops where it differs: here pydantic-ai refuses the history before any step runs
+        assert ended.error and "unprocessed tool calls" in ended.error
         assert ended.finished_at is not None
         nxt = await rt2.wait((await rt2.launch("next", model="m")).id, timeout=20)
         assert nxt.status == "completed", nxt.error

@@ -314,14 +314,12 @@ async def _run_agent_body(services: Services, task: Task, turn: int, prompt: str
                 reason, message, exc_info=exc if reason == "error" else None)
         attempts.append(Attempt(model=chain.current, started_at=chain.started_at, finished_at=services.clock(),
                                 error=message))
-        return await DBOS.run_step_async({"name": "finish"}, _finish, services, task, turn, status, tracker,
-                                         None, None, message, reason, attempts)
+        return await _finish(services, task, turn, status, tracker, None, None, message, reason, attempts)
     attempts.append(Attempt(model=chain.current, started_at=chain.started_at, finished_at=services.clock()))
     diff_stat = None
     if task.worktree is not None and task.worktree.state == "active":
         diff_stat = await DBOS.run_step_async({"name": "worktree_diff"}, _worktree_stat, task)
-    return await DBOS.run_step_async({"name": "finish"}, _finish, services, task, turn, "completed", tracker,
-                                     messages, output, None, None, attempts, diff_stat)
+    return await _finish(services, task, turn, "completed", tracker, messages, output, None, None, attempts, diff_stat)
 
 
 async def _fail_beyond_recovery(services: Services, task_id: str, exc: Exception) -> str:
@@ -400,6 +398,9 @@ async def _ask_approval(services: Services, task: Task, turn: int, call: ToolCal
 async def _finish(services: Services, task: Task, turn: int, status: str, tracker: ProgressTracker,
                   messages: list[ModelMessage] | None, output: Any, error: str | None,
                   end_reason: str | None, attempts: list[Attempt], diff_stat: str | None = None) -> str:
+    """Writes the turn's end. Not a checkpoint of its own, since it needs none: it writes only while the task
+    is still running or waiting, so a run that repeats it finds it done and writes nothing, and a workflow
+    recovered after it committed ends at `run_turn`'s first check (the task is no longer running)."""
     now = services.clock()
     values: dict[str, Any] = {"status": status, "finished_at": now, "last_activity_at": now, "error": error,
                               "end_reason": end_reason, "progress": tracker.progress.model_dump(mode="json"),

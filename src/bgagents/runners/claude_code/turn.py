@@ -87,8 +87,7 @@ async def run_turn(services: Services, task: Task, turn: int, prompt: str) -> st
     diff_stat = None
     if status == "completed" and task.worktree is not None and task.worktree.state == "active":
         diff_stat = await DBOS.run_step_async({"name": "worktree_diff"}, _worktree_stat, task)
-    return await DBOS.run_step_async({"name": "finish"}, _finish, services, task, turn, status, tracker,
-                                     messages, output, error, reason, attempts, diff_stat)
+    return await _finish(services, task, turn, status, tracker, messages, output, error, reason, attempts, diff_stat)
 
 
 async def _deny_leftover_approvals(services: Services, task: Task, turn: int) -> None:
