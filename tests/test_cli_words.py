@@ -156,3 +156,35 @@ def test_demo_removes_its_home_unless_kept(tmp_path: Path) -> None:
             kept.wait()
     [home] = (tmp_path / "tmp").glob("bgagents-demo-*")
     assert (home / "workspace" / "demo-notes").is_dir()
+
+
+def test_a_demo_killed_leaves_no_server_behind(tmp_path: Path) -> None:
+    """`kill -9` of `bgagents demo --keep`: its server reads end-of-file on the demo's pipe and stops."""
+    kept = _demo(tmp_path, "--keep")
+    assert kept.stdout is not None
+    try:
+        for line in kept.stdout:
+            if "Ctrl-C stops the server" in line:
+                break
+        [home] = (tmp_path / "tmp").glob("bgagents-demo-*")
+        servers = [int(p) for p in subprocess.run(["pgrep", "-f", "-P", str(kept.pid), "bgagents.cli.main serve"],
+                                                    capture_output=True, text=True).stdout.split()]
+        assert len(servers) == 1
+        kept.kill()
+        kept.wait()
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{servers[0]}").exists() and "zombie" not in _state(servers[0]):
+            assert time.monotonic() < deadline, "the demo's server outlived it"
+            time.sleep(0.1)
+        assert "the process that started it is gone" in (home / "server.log").read_text()
+    finally:
+        if kept.poll() is None:
+            kept.kill()
+            kept.wait()
+
+
+def _state(pid: int) -> str:
+    try:
+        return next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("State"))
+    except (OSError, StopIteration):
+        return "zombie"

@@ -49,8 +49,15 @@ def _start_server(home: Path, port: int, token: str) -> subprocess.Popen[bytes]:
     env.pop("BGAGENTS_WORKSPACE", None)
     env.pop("BGAGENTS_DATABASE_URL", None)
     log = open(home / "server.log", "wb")
-    return subprocess.Popen([sys.executable, "-m", "bgagents.cli.main", "serve", "--port", str(port)],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    # the server stops when this process is gone, even by kill -9: it holds the read end of a pipe whose
+    # write end only this process has (as `serve --workers` does for its workers)
+    read_end, _write_end = os.pipe()
+    try:
+        return subprocess.Popen([sys.executable, "-m", "bgagents.cli.main", "serve", "--port", str(port),
+                                 "--parent-fd", str(read_end)], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                pass_fds=(read_end,))
+    finally:
+        os.close(read_end)
 
 
 def _wait_ready(client: Client, server: subprocess.Popen[bytes], timeout: float = 60.0) -> None:

@@ -38,6 +38,8 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Interface to bind (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8321).")] = None,
     workers: Annotated[int, typer.Option(help="Processes running tasks, this one included (PostgreSQL only).")] = 1,
+    parent_fd: Annotated[int | None, typer.Option(hidden=True, help="Set by `bgagents demo`: stop when this pipe "
+                                                                    "from the demo process closes.")] = None,
 ) -> None:
     """Run the API and the task workers, until SIGTERM or Ctrl-C."""
     from .serve import ServeError, run_server
@@ -47,7 +49,7 @@ def serve(
     except Exception as exc:
         fail(f"bad settings: {exc}", "bad_settings")
     try:
-        run_server(settings, host or settings.server.host, port or settings.server.port, workers)
+        run_server(settings, host or settings.server.host, port or settings.server.port, workers, parent_fd)
     except ServeError as exc:
         fail(str(exc), "cannot_serve")
 

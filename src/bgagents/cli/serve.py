@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from typing import TYPE_CHECKING
 
 import uvicorn
@@ -134,7 +135,19 @@ def _logging() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> None:
+def _stop_server_when_readable(fd: int) -> None:
+    """`serve` started by another process (`bgagents demo`): when that process is gone, even by `kill -9`, its
+    pipe reads end-of-file and this server stops as on SIGTERM (uvicorn's graceful shutdown owns the loop)."""
+    def watch() -> None:
+        while os.read(fd, 1):
+            pass
+        print("bgagents serve: the process that started it is gone; stopping", file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="bgagents-parent-watch", daemon=True).start()
+
+
+def run_server(settings: Settings, host: str, port: int, workers: int = 1, parent_fd: int | None = None) -> None:
     """The API and a task worker in this process, and `workers - 1` worker processes beside it."""
     check_workers(settings, workers)
     _logging()
@@ -160,6 +173,8 @@ def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> No
     if warning:
         print(f"warning: {warning}", file=sys.stderr, flush=True)
     procs = _start_workers(workers - 1)
+    if parent_fd is not None:
+        _stop_server_when_readable(parent_fd)
     try:
         # uvicorn turns SIGTERM/SIGINT into a lifespan shutdown, which drains the runtime at a step boundary.
         # The stdlib loop, not uvloop where it is installed: uvloop starts each bash call with fork() of the
