@@ -3,6 +3,7 @@ share the limits, and the work of one killed with `kill -9` is taken over from i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -292,19 +293,30 @@ def assert_each_step_once(fake: FakeOpenAI, home: Path, names: list[str], steps:
     assert repeats <= in_flight, lines
 
 
+@contextlib.contextmanager
+def worker_mid_way(server_factory: Callable[..., ServerProcess], postgres_env: dict[str, str],
+                   workers: Callable[[ServerProcess], subprocess.Popen[bytes]], fake: FakeOpenAI, names: list[str],
+                   steps: int) -> Iterator[tuple[ServerProcess, httpx.Client, str]]:
+    """A server and one worker on PostgreSQL running `names` 2 at a time (as they end, the worker gets some):
+    the server, its client and the worker's executor id, once the worker is mid-way through a task."""
+    server = server_factory(**env_for(fake.base_url), **postgres_env, **FAST_PROCESSES,
+                            BGAGENTS_CONCURRENCY__DEFAULT="2")
+    server.start()
+    worker = worker_id(workers(server), server.home, 0)
+    with server.client() as client:
+        start_steps_tasks(client, names, steps)
+        wait_for(lambda: bool(mid_way_on(client, postgres_env["BGAGENTS_DATABASE_URL"], worker)), 60,
+                 "the worker mid-way through a task")
+        yield server, client, worker
+
+
 def test_a_worker_whose_lock_connection_drops_takes_its_lock_again_before_anyone_takes_over(
         server_factory: Callable[..., ServerProcess], postgres_env: dict[str, str],
         workers: Callable[[ServerProcess], subprocess.Popen[bytes]]) -> None:
     database = postgres_env["BGAGENTS_DATABASE_URL"]
-    names, steps = [f"t{k}" for k in range(8)], 6  # 2 at a time: as they end, the worker gets some
+    names, steps = [f"t{k}" for k in range(8)], 6
     with FakeOpenAI() as fake:
-        server = server_factory(**env_for(fake.base_url), **postgres_env, **FAST_PROCESSES,
-                                BGAGENTS_CONCURRENCY__DEFAULT="2")
-        server.start()
-        worker = worker_id(workers(server), server.home, 0)
-        with server.client() as client:
-            start_steps_tasks(client, names, steps)
-            wait_for(lambda: bool(mid_way_on(client, database, worker)), 60, "the worker mid-way through a task")
+        with worker_mid_way(server_factory, postgres_env, workers, fake, names, steps) as (server, client, worker):
             terminate(database, lock_backend(database, worker))
 
             wait_for(lambda: all(t["status"] == "completed" for t in tasks(client).values()), 90,
@@ -328,16 +340,10 @@ def test_a_worker_whose_lock_another_process_holds_stops_its_turns_and_resumes_t
     import psycopg
 
     database = postgres_env["BGAGENTS_DATABASE_URL"]
-    names, steps = [f"t{k}" for k in range(8)], 8  # 2 at a time: as they end, the worker gets some
-    with FakeOpenAI() as fake:
-        server = server_factory(**env_for(fake.base_url), **postgres_env, **FAST_PROCESSES,
-                                BGAGENTS_CONCURRENCY__DEFAULT="2")
-        server.start()
-        worker = worker_id(workers(server), server.home, 0)
-        log_path = server.home / "worker-0.log"
-        with server.client() as client, psycopg.connect(database, autocommit=True) as other:
-            start_steps_tasks(client, names, steps)
-            wait_for(lambda: bool(mid_way_on(client, database, worker)), 60, "the worker mid-way through a task")
+    names, steps = [f"t{k}" for k in range(8)], 8
+    with FakeOpenAI() as fake, psycopg.connect(database, autocommit=True) as other:
+        with worker_mid_way(server_factory, postgres_env, workers, fake, names, steps) as (server, client, worker):
+            log_path = server.home / "worker-0.log"
             held = mid_way_on(client, database, worker)
             backend = lock_backend(database, worker)
 
