@@ -5,8 +5,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
+import sqlalchemy as sa
 from pydantic_ai.exceptions import ModelHTTPError
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
@@ -14,6 +16,7 @@ from pydantic_ai.models.function import AgentInfo, FunctionModel
 from bgagents import Runtime, Settings
 from bgagents.core import db
 from bgagents.core.db import create_engine
+from bgagents.core.schema import Task
 from bgagents.core.store import Store
 from bgagents.settings import ConcurrencySettings, LimitSettings
 
@@ -117,10 +120,10 @@ async def test_a_structured_task_resumed_then_stopped_mid_turn_completes(setting
     assert (settings.workspace_path / "log.txt").read_text().split() == ["again1", "again2"]
 
 
-async def test_a_replay_that_cannot_go_on_ends_failed_and_frees_its_slot(settings: Settings) -> None:
-    """If a replay takes another path than its first run (here: the transcript before the turn lost its
-    last messages while the process was down), the task ends `failed` with the reason, not `running`
-    for ever, and its concurrency slot serves the next task."""
+async def _replayed_after(settings: Settings, tamper: Callable[[sa.Connection, str], None]) -> Task:
+    """A task's second turn stops with a request in flight; `tamper` changes the database while the process
+    is down; the next process replays the turn. Returns the task as it ended, after checking that its
+    concurrency slot (limit 1) then serves the next task."""
     settings.concurrency = ConcurrencySettings(default=1)
     block = asyncio.Event()
     waiting = asyncio.Event()
@@ -145,8 +148,8 @@ async def test_a_replay_that_cannot_go_on_ends_failed_and_frees_its_slot(setting
     await asyncio.wait_for(waiting.wait(), 20)
     await rt.stop(grace=0.2)
     engine = create_engine(settings.sqlalchemy_url)
-    with engine.begin() as conn:  # the tool's result and the answer are gone: the history ends with a call
-        conn.execute(db.messages.delete().where(db.messages.c.session_id == task.id, db.messages.c.idx >= 2))
+    with engine.begin() as conn:
+        tamper(conn, task.id)
     engine.dispose()
 
     rt2 = Runtime(settings)
@@ -154,15 +157,40 @@ async def test_a_replay_that_cannot_go_on_ends_failed_and_frees_its_slot(setting
     block.set()
     async with rt2:
         ended = await rt2.wait(task.id, timeout=20)
-        assert ended.status == "failed" and ended.end_reason == "error"
-        # the replay stops where it differs: here pydantic-ai refuses the history before any step runs
-        assert ended.error and "unprocessed tool calls" in ended.error
-        assert ended.finished_at is not None
+        assert ended.status == "failed" and ended.end_reason == "error" and ended.finished_at is not None
         nxt = await rt2.wait((await rt2.launch("next", model="m")).id, timeout=20)
         assert nxt.status == "completed", nxt.error
         assert await rt2.running_counts() == {}
     events = [e.type for e in await Store(create_engine(settings.sqlalchemy_url)).events_since(0, task_id=task.id)]
     assert events.count("task.failed") == 1 and events[-1] == "task.failed"
+    return ended
+
+
+async def test_a_replay_that_cannot_go_on_ends_failed_and_frees_its_slot(settings: Settings) -> None:
+    """If a replay takes another path than its first run (here: the transcript before the turn lost its
+    last messages while the process was down), the task ends `failed` with the reason, not `running`
+    for ever, and its concurrency slot serves the next task."""
+    def lose_the_last_messages(conn: sa.Connection, task_id: str) -> None:  # the history ends with a call
+        conn.execute(db.messages.delete().where(db.messages.c.session_id == task_id, db.messages.c.idx >= 2))
+
+    ended = await _replayed_after(settings, lose_the_last_messages)
+    # the replay stops where it differs: here pydantic-ai refuses the history before any step runs
+    assert ended.error and "unprocessed tool calls" in ended.error
+
+
+async def test_a_replay_whose_checkpoints_no_longer_match_ends_failed_and_frees_its_slot(settings: Settings) -> None:
+    """The safety net past a turn's own error handling: when DBOS finds a recorded step other than the one
+    the replay asks for (here the turn's first checkpoint, before the agent runs), the task ends `failed`
+    saying the turn could not go on."""
+    def rename_the_first_step(conn: sa.Connection, task_id: str) -> None:
+        table = "dbos.operation_outputs" if conn.dialect.name == "postgresql" else "operation_outputs"
+        changed = conn.execute(sa.text(f"UPDATE {table} SET function_name = 'something_else' "
+                                       "WHERE workflow_uuid = :w AND function_name = 'turn_start'"),
+                               {"w": f"{task_id}.2"}).rowcount
+        assert changed == 1
+
+    ended = await _replayed_after(settings, rename_the_first_step)
+    assert ended.error and "could not go on" in ended.error and "DBOSUnexpectedStepError" in ended.error
 
 
 async def test_a_task_that_fell_back_to_another_model_resumes_after_a_stop(settings: Settings) -> None:
