@@ -96,6 +96,19 @@ def executors_of(database_url: str) -> dict[str, str]:
     return {r[0]: r[1] for r in rows}
 
 
+def turns_by_executor(database_url: str) -> dict[str, list[str]]:
+    """Executor id -> 'workflow status' of every turn, ended or not."""
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute("SELECT executor_id, workflow_uuid, status FROM dbos.workflow_status "
+                            "WHERE name = 'bgagents.turn' ORDER BY created_at").fetchall()
+    found: dict[str, list[str]] = {}
+    for executor, workflow, status in rows:
+        found.setdefault(str(executor), []).append(f"{workflow} {status}")
+    return found
+
+
 def worker_id(proc: subprocess.Popen[bytes], home: Path, index: int) -> str:
     text = ""
     deadline = time.monotonic() + 60
@@ -109,7 +122,9 @@ def worker_id(proc: subprocess.Popen[bytes], home: Path, index: int) -> str:
 def test_three_workers_on_postgres_share_limits_and_take_over_a_killed_one(
         server_factory: Callable[..., ServerProcess], postgres_env: dict[str, str],
         workers: Callable[[ServerProcess], subprocess.Popen[bytes]]) -> None:
-    limit, count = 3, 8
+    # 16 tasks of ~1.6 s, 3 at a time: with 8, one full CI run saw no worker mid-way through a task within
+    # 60 s (the processes poll the queue independently); on failure the message says which process ran what
+    limit, count = 3, 16
     with FakeOpenAI() as fake:
         server = server_factory(**env_for(fake.base_url), **postgres_env,
                                 BGAGENTS_CONCURRENCY__DEFAULT=str(limit))
@@ -132,7 +147,11 @@ def test_three_workers_on_postgres_share_limits_and_take_over_a_killed_one(
                         return executor
                 return None
 
-            wait_for(lambda: victim() is not None, 60, "a worker process mid-way through a task")
+            try:
+                wait_for(lambda: victim() is not None, 60, "a worker process mid-way through a task")
+            except AssertionError as exc:  # which process ran what, for the next reader
+                raise AssertionError(f"{exc}; workers {ids}; turns ran by "
+                                     f"{turns_by_executor(postgres_env['BGAGENTS_DATABASE_URL'])}") from None
             dead = victim()
             assert dead is not None
             held = [w.split(".")[0] for w, e in executors_of(postgres_env["BGAGENTS_DATABASE_URL"]).items()
