@@ -3,6 +3,7 @@ scheme, a cancel as one log line, `chat --message` with background results, a de
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pty
 import select
@@ -10,13 +11,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from bgagents.cli.chat import POLL_WAIT
 
 from .conftest import ServerProcess
 from .test_durability import wait_for
+from .test_scale import alive
 
 START = 120.0  # seconds a server may take to start on a loaded machine
 QUIT_WITHIN = 5.0  # seconds; the chat's long poll waits POLL_WAIT (25 s), which leaving used to wait out
@@ -137,54 +139,42 @@ def _demo(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
 
 
-def test_demo_removes_its_home_unless_kept(tmp_path: Path) -> None:
-    demo = _demo(tmp_path)
-    output, _ = demo.communicate(timeout=120)
-    assert demo.returncode == 0, output
-    assert list((tmp_path / "tmp").glob("bgagents-demo-*")) == []
+@contextlib.contextmanager
+def _kept_demo(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+    """`bgagents demo --keep`, once it says its server is up; killed at the end if still running."""
     kept = _demo(tmp_path, "--keep")
     assert kept.stdout is not None
     try:
         for line in kept.stdout:
             if "Ctrl-C stops the server" in line:
                 break
-        kept.send_signal(signal.SIGINT)
-        kept.communicate(timeout=60)
+        yield kept
     finally:
         if kept.poll() is None:
             kept.kill()
             kept.wait()
+
+
+def test_demo_removes_its_home_unless_kept(tmp_path: Path) -> None:
+    demo = _demo(tmp_path)
+    output, _ = demo.communicate(timeout=120)
+    assert demo.returncode == 0, output
+    assert list((tmp_path / "tmp").glob("bgagents-demo-*")) == []
+    with _kept_demo(tmp_path) as kept:
+        kept.send_signal(signal.SIGINT)
+        kept.communicate(timeout=60)
     [home] = (tmp_path / "tmp").glob("bgagents-demo-*")
     assert (home / "workspace" / "demo-notes").is_dir()
 
 
 def test_a_demo_killed_leaves_no_server_behind(tmp_path: Path) -> None:
     """`kill -9` of `bgagents demo --keep`: its server reads end-of-file on the demo's pipe and stops."""
-    kept = _demo(tmp_path, "--keep")
-    assert kept.stdout is not None
-    try:
-        for line in kept.stdout:
-            if "Ctrl-C stops the server" in line:
-                break
+    with _kept_demo(tmp_path) as kept:
         [home] = (tmp_path / "tmp").glob("bgagents-demo-*")
         servers = [int(p) for p in subprocess.run(["pgrep", "-f", "-P", str(kept.pid), "bgagents.cli.main serve"],
                                                     capture_output=True, text=True).stdout.split()]
         assert len(servers) == 1
         kept.kill()
         kept.wait()
-        deadline = time.monotonic() + 30
-        while Path(f"/proc/{servers[0]}").exists() and "zombie" not in _state(servers[0]):
-            assert time.monotonic() < deadline, "the demo's server outlived it"
-            time.sleep(0.1)
+        wait_for(lambda: not alive(servers[0]), 30, "the demo's server to stop")
         assert "the process that started it is gone" in (home / "server.log").read_text()
-    finally:
-        if kept.poll() is None:
-            kept.kill()
-            kept.wait()
-
-
-def _state(pid: int) -> str:
-    try:
-        return next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("State"))
-    except (OSError, StopIteration):
-        return "zombie"
