@@ -139,8 +139,7 @@ def _stop_server_when_readable(fd: int) -> None:
     """`serve` started by another process (`bgagents demo`): when that process is gone, even by `kill -9`, its
     pipe reads end-of-file and this server stops as on SIGTERM (uvicorn's graceful shutdown owns the loop)."""
     def watch() -> None:
-        while os.read(fd, 1):
-            pass
+        os.read(fd, 1)  # the parent never writes: this returns at end-of-file, when the parent is gone
         print("bgagents serve: the process that started it is gone; stopping", file=sys.stderr, flush=True)
         os.kill(os.getpid(), signal.SIGTERM)
 
