@@ -38,6 +38,7 @@ def _response(row: Row) -> Response:
 # asked for every task's turn and end (is it a session?): built once, as the core store's hot statements
 _SESSION_OF_TASK = sa.select(tables.conv_sessions).where(tables.conv_sessions.c.task_id == sa.bindparam("w_task"))
 
+
 class ConversationStore:
     def __init__(self, store: Store) -> None:
         self.store = store

@@ -151,18 +151,16 @@ class Store:
                           also: Callable[[sa.Connection], None] | None = None) -> Event:
         return await self.quick(self.insert_task_sync, task, messages, spawn_key, also)
 
-    def _one_task(self, where: sa.ColumnElement[bool]) -> Task | None:
+    def _one_task(self, query: sa.Select[Any], params: dict[str, Any] | None = None) -> Task | None:
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(db.tasks).where(where)).first()
+            row = conn.execute(query, params).first()
         return _task_from_row(row) if row else None
 
     async def task_by_spawn_key(self, spawn_key: str) -> Task | None:
-        return await self.run(self._one_task, db.tasks.c.spawn_key == spawn_key)
+        return await self.run(self._one_task, sa.select(db.tasks).where(db.tasks.c.spawn_key == spawn_key))
 
     def get_task_sync(self, task_id: str) -> Task | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(_TASK, {"w_id": task_id}).first()
-        return _task_from_row(row) if row else None
+        return self._one_task(_TASK, {"w_id": task_id})
 
     async def get_task(self, task_id: str) -> Task | None:
         return await self.quick(self.get_task_sync, task_id)
