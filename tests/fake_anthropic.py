@@ -31,12 +31,14 @@ from .background_server import BackgroundServer
 
 @dataclass
 class Reply:
-    """One answer: text and/or tool uses; `delay` pauses mid-stream, `hang` streams nothing more until closed."""
+    """One answer: text and/or tool uses; `delay` pauses mid-stream, `hang` streams nothing more until closed,
+    `cut` ends the stream mid-text (no `message_delta`, no `message_stop`)."""
 
     text: str | None = None
     tool_uses: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     delay: float = 0.0
     hang: bool = False
+    cut: bool = False
     input_tokens: int = 100
     output_tokens: int = 20
 
@@ -161,6 +163,8 @@ class FakeAnthropic:
                 half = len(words) // 2 or 1
                 yield event("content_block_delta", index=index,
                             delta={"type": "text_delta", "text": " ".join(words[:half])})
+                if reply.cut:
+                    return
                 if reply.delay:
                     await asyncio.sleep(reply.delay)
                 if words[half:]:

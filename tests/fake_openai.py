@@ -17,6 +17,8 @@ strings alone:
 - `cut-K-MODE`: the first K requests to this model name fail mid-answer, then it answers like `echo`.
   MODE `nofinish`: the stream stops cleanly after part of the text, with no finish_reason and no [DONE];
   `drop`: the connection is dropped mid-stream; `nonjson`: a 200 whose body is not JSON (nor SSE).
+- `POST /v1/responses` (the Responses API of `openai:` models) streams the same behaviours (text and tool
+  calls; `cut-K-nofinish` stops before `response.completed`); errors, `malformed` and `hang` are not served there.
 - A suffix `@NAME` (e.g. `plan-2@gpt-4o-mini`) reports NAME as the answering model, so genai-prices
   prices the answer; the behaviour is chosen by the part before `@`.
 
@@ -45,6 +47,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from . import fake_responses
 from .background_server import BackgroundServer
 
 ERRORS = {
@@ -119,6 +122,7 @@ class FakeOpenAI:
         self.port = 0
         self.app = Starlette(routes=[
             Route("/v1/chat/completions", self.completions, methods=["POST"]),
+            Route("/v1/responses", self.responses, methods=["POST"]),
             Route("/v1/models", self.models, methods=["GET"]),
             Route("/_fake/requests", self.requests, methods=["GET"]),
             Route("/_fake/reset", self.reset, methods=["POST"]),
@@ -305,6 +309,29 @@ class FakeOpenAI:
             yield chunk({}, usage=self._usage(reply))
         yield b"data: [DONE]\n\n"
         record.completed = True
+
+    async def responses(self, request: Request) -> Response:
+        """The Responses API (`openai:` models): the same behaviours, streamed as Responses events."""
+        body = await request.json()
+        model = str(body.get("model", ""))
+        messages = fake_responses.as_messages(body)
+        record = Record(model=model, signature=signature(messages), time=time.time(), stream=bool(body.get("stream")))
+        self.records.append(record)
+        reply = self.decide(model, {"messages": messages, "tools": [{"function": t} for t in body.get("tools", [])]})
+        record.status = reply.status
+        if reply.status != 200 or reply.malformed or reply.hang or not record.stream:
+            record.status = 501
+            return JSONResponse({"error": {"message": "the fake's Responses API streams text and calls only",
+                                           "type": "invalid_request_error", "code": None}}, status_code=501)
+        answered_by = model.split("@", 1)[1] if "@" in model else model
+        cut = reply.cut is not None
+
+        async def stream() -> AsyncIterator[bytes]:
+            for data in fake_responses.sse(fake_responses.events(answered_by, reply.text, reply.tool_calls, cut)):
+                yield data
+            record.completed = not cut
+
+        return StreamingResponse(stream(), media_type="text/event-stream")
 
     async def models(self, request: Request) -> Response:
         return JSONResponse({"object": "list", "data": [{"id": "echo", "object": "model", "owned_by": "fake"}]})

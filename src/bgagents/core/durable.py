@@ -28,7 +28,7 @@ from pydantic_ai.tools import ToolDefinition
 
 from ..settings import LimitSettings
 from ..tools import ToolContext
-from .model_errors import ModelCallError, StaleRequest, classify
+from .model_errors import ModelCallError, StaleRequest, classify, ensure_whole
 from .permissions import decide
 from .progress import ProgressTracker
 
@@ -140,15 +140,19 @@ class DurableModel(WrapperModel):
                        model_settings: ModelSettings | None, parameters: ModelRequestParameters) -> ModelResponse:
         """The step body: streams for progress, aborts after `stale_timeout` without activity."""
         activity = [time.monotonic()]
+        streaming = [False]  # the answer's stream has begun: an error now cut it short
 
         async def call() -> ModelResponse:
             if not _can_stream(model):
                 return await model.request(messages, model_settings, parameters)
             async with model.request_stream(messages, model_settings, parameters) as stream:
+                streaming[0] = True
                 async for event in stream:
                     activity[0] = time.monotonic()
                     await self.tracker.on_stream_event(event)
-                return stream.get()
+                answer = stream.get()
+            ensure_whole(answer, model, name)
+            return answer
 
         task = asyncio.ensure_future(call())
         try:
@@ -164,7 +168,7 @@ class DurableModel(WrapperModel):
             try:
                 response = task.result()
             except Exception as exc:
-                raise classify(exc, name) from None
+                raise classify(exc, name, mid_stream=streaming[0]) from None
         finally:
             if not task.done():
                 task.cancel()
