@@ -4,6 +4,7 @@ the CLI talks to a fake Anthropic endpoint of our own (tests/fake_anthropic.py).
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import os
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -185,6 +186,37 @@ async def test_cancel_interrupts_within_a_second(rt: Runtime, claude_env: FakeAn
     await wait_for(gone, timeout=10)
     assert time.monotonic() - started < 1.0
     assert (await rt.get(task.id)).status == "cancelled"
+
+
+def test_the_sdk_version_was_checked() -> None:
+    """runners/claude_code/sdk.py reads the SDK's private `_transport._process`: a new version must be read
+    again (and added to CHECKED_WITH) before it is trusted."""
+    from bgagents.runners.claude_code.sdk import CHECKED_WITH
+
+    installed = importlib.metadata.version("claude-agent-sdk")
+    assert installed in CHECKED_WITH, (
+        f"claude-agent-sdk {installed} is installed, runners/claude_code/sdk.py was checked with "
+        f"{', '.join(CHECKED_WITH)}: check that a client's CLI process is still `client._transport._process`")
+
+
+async def test_the_cli_process_is_found_after_connect_and_ended_by_close(claude_env: FakeAnthropic,
+                                                                         tmp_path: Path) -> None:
+    from claude_agent_sdk import ClaudeAgentOptions, ClaudeSDKClient
+
+    from bgagents.runners.claude_code import sdk as fence
+
+    client = ClaudeSDKClient(ClaudeAgentOptions(cwd=str(tmp_path)))
+    assert fence.cli_process(client) is None and fence.cli_pid(client) is None
+    await client.connect()
+    try:
+        assert fence.cli_pid(client) in claude_children()
+    finally:
+        await fence.close(client, None, graceful=False)
+
+    async def gone() -> bool:
+        return not claude_children()
+
+    await wait_for(gone, timeout=10)
 
 
 async def test_steer_reaches_the_running_session(rt: Runtime, claude_env: FakeAnthropic) -> None:

@@ -26,7 +26,7 @@ from ...core.progress import ProgressTracker
 from ...core.runner import Services, _finish, _snapshot, _worktree_stat
 from ...core.schema import Attempt, Progress, Task
 from ...core.store import load_messages
-from . import session
+from . import sdk, session
 from .gate import ToolGate
 from .options import build_options
 from .stream import StreamReader
@@ -35,8 +35,6 @@ log = logging.getLogger("bgagents.claude_code")
 
 STEER_POLL = 2.0  # seconds between reads of the steering queue when no event says there is something
 WAKE_EVENTS = ("task.steered", "task.children_done")
-INTERRUPT_WAIT = 0.2  # seconds the CLI gets to acknowledge an interrupt before its process is ended
-TERMINATE_WAIT = 0.3  # seconds it gets to exit on SIGTERM before SIGKILL: a cancel takes well under a second
 OPEN_TODOS = ("pending", "in_progress")
 
 
@@ -142,7 +140,7 @@ async def _converse(services: Services, task: Task, turn: int, prompt: str, plan
 
     try:
         await client.connect()
-        session.remember_process(run_dir, task.id, _pid(client))
+        session.remember_process(run_dir, task.id, sdk.cli_pid(client))
         pump = asyncio.create_task(_pump(client, queue))
         await send(first)
         nudges, asked_for_result = 0, False
@@ -207,7 +205,7 @@ async def _converse(services: Services, task: Task, turn: int, prompt: str, plan
         return stop.status, None, stop.message, stop.end_reason
     finally:
         # in a task of its own: a second cancel (the workflow's) must not leave the CLI running
-        closing = asyncio.create_task(_close(client, pump, graceful=answered))
+        closing = asyncio.create_task(sdk.close(client, pump, graceful=answered))
         while not closing.done():
             with contextlib.suppress(BaseException):
                 await asyncio.shield(closing)
@@ -263,30 +261,3 @@ async def _pump(client: ClaudeSDKClient, queue: asyncio.Queue[Any]) -> None:
         raise
     except Exception as exc:
         queue.put_nowait(exc)
-
-
-def _pid(client: ClaudeSDKClient) -> int | None:
-    process = getattr(getattr(client, "_transport", None), "_process", None)
-    pid = getattr(process, "pid", None)
-    return pid if isinstance(pid, int) else None
-
-
-async def _close(client: ClaudeSDKClient, pump: asyncio.Task[None] | None, graceful: bool) -> None:
-    """After its result the CLI closes on its own; a turn stopped midway interrupts it, then ends its
-    process at once (the SDK's own close would wait seconds for it)."""
-    process = getattr(getattr(client, "_transport", None), "_process", None)
-    if not graceful:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(client.interrupt(), INTERRUPT_WAIT)
-        if process is not None and getattr(process, "returncode", 0) is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.terminate()  # the CLI ends the commands it runs
-            try:
-                await asyncio.wait_for(process.wait(), TERMINATE_WAIT)
-            except (TimeoutError, Exception):
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-    if pump is not None:
-        pump.cancel()
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(client.disconnect(), 5)
