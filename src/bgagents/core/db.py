@@ -108,7 +108,7 @@ approvals = sa.Table(
     sa.Column("tool", sa.String(128), nullable=False),
     sa.Column("args", sa.JSON, nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
-    sa.Column("status", sa.String(16), nullable=False, index=True),  # pending, approved, denied
+    sa.Column("status", sa.String(16), nullable=False, index=True),  # pending, approved, denied, cancelled
     sa.Column("decision_reason", sa.Text, nullable=True),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("decided_at", sa.Float, nullable=True),

@@ -385,13 +385,20 @@ async def _ask_approval(services: Services, task: Task, turn: int, call: ToolCal
     timeout = services.limits.approval_timeout
     answer = await DBOS.recv_async(topic=approval_id, timeout_seconds=timeout)
     if answer is None:
-        async def expire() -> None:
-            decided = await services.store.decide_approval(approval_id, "deny", f"no answer within {timeout:g} s")
+        async def expire() -> dict[str, Any]:
+            """Denies it for want of an answer, unless a decision won at the last moment (or before a restart
+            lost its message): then the stored decision is the one the agent follows."""
+            why = f"no answer within {timeout:g} s"
+            decided = await services.store.decide_approval(approval_id, "deny", why)
             if decided is not None:
                 await services.publish(decided[0])
+                return {"decision": "deny", "reason": why}
+            found = await services.store.approvals(approval_id=approval_id)
+            status = found[0].status if found else "denied"
+            return {"decision": "approve" if status == "approved" else "deny",
+                    "reason": (found[0].decision_reason if found else None) or status}
 
-        await DBOS.run_step_async({"name": "approval_timeout"}, expire)
-        return False, f"no answer within {timeout:g} s"
+        answer = await DBOS.run_step_async({"name": "approval_timeout"}, expire)
     return answer.get("decision") == "approve", str(answer.get("reason") or answer.get("decision"))
 
 

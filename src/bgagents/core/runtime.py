@@ -43,7 +43,18 @@ from .names import slugify
 from .names import task_id as new_task_id
 from .profiles import Profile, get_profile, load_profiles
 from .runner import Services, expire_if_queued_too_long
-from .schema import ACTIVE, TERMINAL, Approval, Event, Output, Task, TranscriptEntry, Worktree, WorktreeDiff
+from .schema import (
+    ACTIVE,
+    APPROVAL_STATES,
+    TERMINAL,
+    Approval,
+    Event,
+    Output,
+    Task,
+    TranscriptEntry,
+    Worktree,
+    WorktreeDiff,
+)
 from .spawner import RuntimeSpawner
 from .store import Store, continuable, load_messages
 from .usage import UsageGroup, group_usage, subtree_totals
@@ -749,20 +760,22 @@ class Runtime:
     # -- approvals ---------------------------------------------------------------------------------
 
     async def approvals(self, status: str | None = "pending") -> builtins.list[Approval]:
-        if status not in (None, "pending", "approved", "denied"):
-            raise InvalidInput(f"unknown approval status '{status}'; known: pending, approved, denied")
+        if status not in (None, *APPROVAL_STATES):
+            raise InvalidInput(f"unknown approval status '{status}'; known: {', '.join(APPROVAL_STATES)}")
         return await self.store.approvals(status)
 
     async def decide(self, approval_id: str, decision: str, reason: str | None = None) -> Approval:
-        """Approves or denies a pending tool call; the waiting task goes on at once."""
+        """Approves or denies a pending tool call; the waiting task goes on at once. Of decisions made at
+        once, exactly one wins; the others are told which (409)."""
         if decision not in ("approve", "deny"):
             raise InvalidInput("decision must be 'approve' or 'deny'")
-        found = await self.store.approvals(approval_id=approval_id)
-        if not found:
-            raise NotFound(f"no approval with id '{approval_id}'")
         decided = await self.store.decide_approval(approval_id, decision, reason)
         if decided is None:
-            raise Conflict(f"approval {approval_id} is already {found[0].status}", code="already_decided")
+            found = await self.store.approvals(approval_id=approval_id)
+            if not found:
+                raise NotFound(f"no approval with id '{approval_id}'")
+            why = f" ({found[0].decision_reason})" if found[0].decision_reason else ""
+            raise Conflict(f"approval {approval_id} is already {found[0].status}{why}", code="already_decided")
         event, workflow = decided
         await self.services.publish(event)
         await self.engine.send_decision(workflow, approval_id, {"decision": decision, "reason": reason})

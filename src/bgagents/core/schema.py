@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 TaskStatus = Literal["queued", "running", "waiting", "completed", "failed", "cancelled"]
 TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 ACTIVE: frozenset[str] = frozenset({"queued", "running", "waiting"})
+APPROVAL_STATES = ("pending", "approved", "denied", "cancelled")
 
 
 class TodoCounts(BaseModel):
@@ -164,7 +165,7 @@ class Approval(BaseModel):
     tool: str
     args: dict[str, Any]
     reason: str
-    status: Literal["pending", "approved", "denied"]
+    status: Literal["pending", "approved", "denied", "cancelled"]  # cancelled: its task ended undecided
     decision_reason: str | None = None
     created_at: float
     decided_at: float | None = None

@@ -223,6 +223,7 @@ class Store:
             if not _update_task(conn, task_id, to_jsonable_python(values), only_if_status):
                 return None
             if values.get("status") in TERMINAL:
+                self._close_approvals(conn, task_id, values)
                 self._notify_parent(conn, task_id)
                 for extension in self.extensions:
                     extension.task_ended(conn, task_id)
@@ -433,36 +434,64 @@ class Store:
     # -- approvals ---------------------------------------------------------------------------------
 
     def insert_approval_sync(self, approval: Approval, workflow_id: str) -> Event | None:
-        """Stores a pending approval and puts its task in `waiting`; a replay finds it already there."""
+        """Stores a pending approval and puts its task in `waiting`; a replay finds it already there.
+
+        The task row is written first, as every writer of approvals does (the task, then its approvals), so
+        two transactions never wait on each other. A task that already ended (cancelled while the call was
+        being asked) gets its approval closed at once: nobody is asked about a task that is over."""
         with self.engine.begin() as conn:
             if conn.execute(sa.select(db.approvals.c.id).where(db.approvals.c.id == approval.id)).first():
                 return None
-            conn.execute(db.approvals.insert().values(**approval.model_dump(mode="json"), workflow_id=workflow_id))
-            conn.execute(db.tasks.update().where(db.tasks.c.id == approval.task_id, db.tasks.c.status == "running")
-                         .values(status="waiting"))
+            waiting = conn.execute(db.tasks.update().where(db.tasks.c.id == approval.task_id,
+                                                           db.tasks.c.status.in_(["running", "waiting"]))
+                                   .values(status="waiting")).rowcount
+            row = approval.model_dump(mode="json")
+            if not waiting:
+                row.update(status="cancelled", decision_reason="the task had already ended", decided_at=self.clock())
+            conn.execute(db.approvals.insert().values(**row, workflow_id=workflow_id))
+            if not waiting:
+                return None
             return self.insert_event(conn, "task.waiting", approval.task_id,
-                                      {"approval": approval.model_dump(mode="json")})
+                                     {"approval": approval.model_dump(mode="json")})
 
     async def insert_approval(self, approval: Approval, workflow_id: str) -> Event | None:
         return await self.run(self.insert_approval_sync, approval, workflow_id)
 
     def decide_approval_sync(self, approval_id: str, decision: str, reason: str | None) -> tuple[Event, str] | None:
-        """Records a decision on a pending approval; returns its event and the workflow to tell, or None."""
+        """Records a decision on a pending approval; returns its event and the workflow to tell, or None when
+        it was no longer pending. Exactly one decision wins, however many arrive at once: the update is
+        conditional on `pending` and its row count says who won (PostgreSQL re-checks the condition once the
+        winner commits; SQLite has one writer at a time)."""
         with self.engine.begin() as conn:
-            row = conn.execute(sa.select(db.approvals).where(db.approvals.c.id == approval_id)).first()
-            if row is None or row.status != "pending":
+            task_id = conn.execute(sa.select(db.approvals.c.task_id).where(db.approvals.c.id == approval_id)).scalar()
+            if task_id is None:
                 return None
+            # the task first, like every writer of approvals (no two transactions wait on each other)
+            conn.execute(sa.select(db.tasks.c.id).where(db.tasks.c.id == task_id).with_for_update())
             status = "approved" if decision == "approve" else "denied"
-            conn.execute(db.approvals.update().where(db.approvals.c.id == approval_id)
-                         .values(status=status, decision_reason=reason, decided_at=self.clock()))
-            conn.execute(db.tasks.update().where(db.tasks.c.id == row.task_id, db.tasks.c.status == "waiting")
+            won = conn.execute(db.approvals.update().where(db.approvals.c.id == approval_id,
+                                                           db.approvals.c.status == "pending")
+                               .values(status=status, decision_reason=reason, decided_at=self.clock())).rowcount
+            if not won:
+                return None
+            row = conn.execute(sa.select(db.approvals.c.tool, db.approvals.c.workflow_id)
+                               .where(db.approvals.c.id == approval_id)).one()
+            conn.execute(db.tasks.update().where(db.tasks.c.id == task_id, db.tasks.c.status == "waiting")
                          .values(status="running"))
-            event = self.insert_event(conn, f"task.{status}", row.task_id,
-                                       {"approval_id": approval_id, "tool": row.tool, "reason": reason})
+            event = self.insert_event(conn, f"task.{status}", task_id,
+                                      {"approval_id": approval_id, "tool": row.tool, "reason": reason})
             return event, row.workflow_id
 
     async def decide_approval(self, approval_id: str, decision: str, reason: str | None) -> tuple[Event, str] | None:
         return await self.run(self.decide_approval_sync, approval_id, decision, reason)
+
+    def _close_approvals(self, conn: sa.Connection, task_id: str, values: dict[str, Any]) -> None:
+        """A task that ends leaves no approval pending: nothing would run if it were approved."""
+        why = "the task was cancelled" if values["status"] == "cancelled" else f"the task ended {values['status']}"
+        if values.get("end_reason"):
+            why += f" ({values['end_reason']})"
+        conn.execute(db.approvals.update().where(db.approvals.c.task_id == task_id, db.approvals.c.status == "pending")
+                     .values(status="cancelled", decision_reason=why, decided_at=self.clock()))
 
     def approvals_sync(self, status: str | None = None, approval_id: str | None = None) -> list[Approval]:
         query = sa.select(db.approvals).order_by(db.approvals.c.created_at)

@@ -17,7 +17,7 @@ router = APIRouter(prefix="/approvals", tags=["approvals"])
 @router.get("")
 async def list_approvals(
     request: Request,
-    status: Annotated[Literal["pending", "approved", "denied", "all"], Query()] = "pending",
+    status: Annotated[Literal["pending", "approved", "denied", "cancelled", "all"], Query()] = "pending",
 ) -> list[Approval]:
     rt: Runtime = request.app.state.runtime
     return await rt.approvals(None if status == "all" else status)

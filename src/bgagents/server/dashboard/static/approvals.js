@@ -1,4 +1,5 @@
-// The approvals inbox: tool calls waiting for a person, approved or denied with a reason.
+// The approvals inbox: tool calls waiting for a person, approved or denied with a reason (or cancelled with
+// their task).
 import {useEffect, useMemo, useState} from 'preact/hooks';
 import {api, onEvent, throttle} from './live.js';
 import {Notice, clock, html, useAction} from './ui.js';
@@ -19,7 +20,7 @@ export function ApprovalCard({approval, onDone}) {
   return html`<article class=${`panel approval approval-${approval.status}`} aria-label=${`Approval ${approval.id}`}>
     <header><strong>${approval.tool}</strong>
       <span class="muted"> for <a href=${`#/task/${approval.task_id}`}>${approval.task_id}</a> · ${clock(approval.created_at)}</span>
-      ${pending ? '' : html` <span class=${`status status-${approval.status === 'approved' ? 'completed' : 'failed'}`}>${approval.status}</span>`}
+      ${pending ? '' : html` <span class=${`status status-${{approved: 'completed', cancelled: 'cancelled'}[approval.status] || 'failed'}`}>${approval.status}</span>`}
     </header>
     <pre class="args">${JSON.stringify(approval.args, null, 2)}</pre>
     <p class="muted small">${approval.reason}</p>
