@@ -2,15 +2,16 @@
 
 Permissions are decided per simple command, so `git log; rm -rf ..` is never allowed by `git *`.
 Every simple command anywhere counts: in lists, pipelines, subshells, functions, conditions and loops,
-inside `$( )`, backticks and `<( )`/`>( )`, and the code given to `eval` or `bash -c '…'`.
+inside `$( )`, backticks and `<( )`/`>( )` wherever the shell would run them (`shell_scan` finds those the
+syntax tree misses), and the code given to `eval`, `bash -c '…'` and the like.
 
 A simple command is seen by patterns as written, with its own redirections after it
 (`echo hi > notes.txt`); a redirection of a compound statement (`{ …; } > f`) is checked for where it
 writes only. `Part.ask_at_most` marks what a pattern can never allow on its own: an output redirection
 outside the workspace (or to a place only known at run time), a command whose name is computed at run
-time, code run from a file (`source`) or from a string that is not a literal.
-Wrappers (`env`, `timeout`, `xargs`, `find -exec`, …) run another command: it is a part of its own,
-and every later word that could start a command is checked against `deny` patterns.
+time, and what `program_rules` says runs a program or code given on the command line.
+A wrapper (`env`, `timeout`, `xargs`, `find -exec`, …) is judged as the command it runs (its own text only
+meets deny patterns), and every later word that could start a command is checked against deny patterns.
 """
 
 from __future__ import annotations
@@ -24,16 +25,13 @@ from pathlib import Path
 import tree_sitter_bash
 from tree_sitter import Language, Node, Parser
 
+from . import program_rules, shell_scan
+from .program_rules import Words
+
 MAX_NESTING = 4  # eval "eval '…'" deeper than this is asked about
 SAFE_TARGETS = frozenset({"/dev/null", "/dev/stdout", "/dev/stderr", "/dev/tty"})
 DIRECTORY_CHANGES = frozenset({"cd", "pushd", "popd"})
-CODE_FROM_FILE = frozenset({"source", "."})
-SHELLS = frozenset({"bash", "sh", "dash", "zsh", "ksh", "mksh", "busybox"})
-WRAPPERS = frozenset({
-    "env", "exec", "command", "builtin", "nohup", "timeout", "nice", "ionice", "time", "stdbuf", "setsid",
-    "xargs", "sudo", "doas", "su", "chroot", "unbuffer", "watch", "strace", "ltrace", "flock", "chrt",
-    "taskset", "prlimit", "setpriv", "unshare", "nsenter", "runuser", "parallel", "find", "coproc",
-})
+SUBSTITUTIONS = ("command_substitution", "process_substitution")
 
 
 @dataclass(frozen=True)
@@ -62,23 +60,34 @@ def parts(command: str, workspace: Path) -> list[Part]:
 def _parts(command: str, workspace: Path, depth: int) -> Iterator[Part]:
     if depth > MAX_NESTING:
         raise Unparsable(f"code nested in eval or bash -c more than {MAX_NESTING} levels deep")
-    tree = _parser().parse(command.encode())
-    if tree.root_node.has_error:
+    source = command.encode()
+    tree = _parser().parse(source)
+    found = shell_scan.substitutions(source)
+    if tree.root_node.has_error or found is None:
         raise Unparsable("it is not valid bash")
     reader = _Reader(workspace, depth, changes_directory=_changes_directory(tree.root_node))
     yield from reader.walk(tree.root_node)
+    covered = {node.start_byte for node in _nodes(tree.root_node) if node.type in SUBSTITUTIONS}
+    for substitution in found:  # backticks always: tree-sitter misreads some (`a` `b`, \`escaped\`)
+        if substitution.kind == "`" or substitution.start not in covered:
+            yield from _parts(substitution.code or "", workspace, depth + 1)
+
+
+def _nodes(root: Node) -> Iterator[Node]:
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        yield node
+        stack.extend(node.children)
 
 
 def _changes_directory(root: Node) -> bool:
     """After a `cd` a relative path no longer says where it is, so relative targets count as unknown."""
-    stack = [root]
-    while stack:
-        node = stack.pop()
+    for node in _nodes(root):
         if node.type == "command":
             name = node.child_by_field_name("name")
             if name is not None and _text(name) in DIRECTORY_CHANGES:
                 return True
-        stack.extend(node.children)
     return False
 
 
@@ -93,7 +102,7 @@ def literal(node: Node) -> str | None:
         if node.named_children:
             return None
         text = _text(node)
-        if any(c in text for c in "*?[~{"):  # globs, ~ and braces are expanded by the shell
+        if any(c in text for c in "*?[~{`") or "$(" in text:  # expanded or run by the shell
             return None
         return text.replace("\\\n", "").replace("\\", "") if "\\" in text else text
     if kind == "raw_string":
@@ -135,7 +144,9 @@ class _Reader:
                 kind in ("variable_assignment", "variable_assignments")
                 and node.parent is not None and node.parent.type not in ("command", "declaration_command",
                                                                          "variable_assignments")):
-            yield Part(_text(node))
+            assigned = [node] if node.type == "variable_assignment" else _assignments(node)
+            why = next(filter(None, (program_rules.variable_asks(n) for n in map(_variable, assigned))), None)
+            yield Part(_text(node), ask_at_most=why)
             for child in node.named_children:
                 yield from self.nested(child)
             return
@@ -165,58 +176,31 @@ class _Reader:
         limit: str | None = None
         if name_node is not None and name is None:
             limit = "its command name is only known when it runs"
-        values = [literal(w) for w in words]
-        inner: list[Part] = []
-        if name in CODE_FROM_FILE:
-            limit = f"`{name}` runs code from a file"
-        elif name in ("eval", "trap"):
-            given = values if name == "eval" else values[:1]
-            if any(v is None for v in given):
-                limit = f"`{name}` runs code only known when it runs"
-            elif given and given[0] not in ("-p", "-l"):
-                inner = list(_parts(" ".join(v or "" for v in given), self.workspace, self.depth + 1))
-        elif name is not None and Path(name).name in SHELLS:
-            code = _shell_code(values)
-            if code == "":
-                limit = f"`{name}` runs code only known when it runs (from its input or a computed string)"
-            elif code is not None:
-                inner = list(_parts(code, self.workspace, self.depth + 1))
-        elif name == "find":
-            inner = list(self.find_exec(values))
-        elif name is not None and Path(name).name in WRAPPERS:
-            inner = list(self.wrapped(values))
-        yield Part(text, ask_at_most=limit)
-        yield from inner
+        for variable in map(_variable, _assignments(node)):
+            limit = limit or program_rules.variable_asks(variable)
+        if name_node is not None:
+            yield from self.judge(text, name, [literal(w) for w in words], limit)
+        else:
+            yield Part(text, ask_at_most=limit)
         for redirect in [*own_redirects, *outer_redirects]:
             yield from self.redirect(redirect, text)
         for child in node.named_children:
             if not child.type.endswith("_redirect"):
                 yield from self.nested(child)
 
-    def wrapped(self, values: list[str | None]) -> Iterator[Part]:
-        """The command a wrapper runs: the words from the first that is not an option, assignment or
-        number; every later word that could start a command is checked against deny patterns too."""
-        starts = [i for i, v in enumerate(values) if v is None or not _is_option_like(v)]
-        for n, i in enumerate(starts):
-            words = values[i:]
-            text = " ".join(v if v is not None else "…" for v in words)
-            if n == 0:
-                unknown = values[i] is None
-                yield Part(text, ask_at_most="its command name is only known when it runs" if unknown else None)
-            else:
-                yield Part(text, deny_only=True)
-
-    def find_exec(self, values: list[str | None]) -> Iterator[Part]:
-        """The commands of `find … -exec CMD {} ;` (also -execdir, -ok, -okdir)."""
-        for i, value in enumerate(values):
-            if value in ("-exec", "-execdir", "-ok", "-okdir"):
-                words: list[str | None] = []
-                for word in values[i + 1:]:
-                    if word in (";", "+"):
-                        break
-                    words.append(word)
-                if words:
-                    yield from self.wrapped(words)
+    def judge(self, text: str, name: str | None, values: Words, limit: str | None) -> Iterator[Part]:
+        """The parts of one command: itself, and what it runs (a wrapper is judged as the command it runs)."""
+        reading = program_rules.read(name, values) if name is not None else program_rules.Reading()
+        ask = limit or reading.ask
+        yield Part(text, ask_at_most=ask, deny_only=reading.wrapper and ask is None)
+        for run in reading.runs:
+            inner = " ".join(w if w is not None else "…" for w in run)
+            unknown = "its command name is only known when it runs" if run[0] is None else None
+            yield from self.judge(inner, run[0], run[1:], unknown)
+        for code in reading.code:
+            yield from _parts(code, self.workspace, self.depth + 1)
+        for words in reading.deny_only:
+            yield Part(" ".join(w if w is not None else "…" for w in words), deny_only=True)
 
     def redirect(self, node: Node, owner: str) -> Iterator[Part]:
         """Where a redirection writes; it keeps its owner's text, only capped when it writes outside."""
@@ -269,25 +253,11 @@ def _redirect_text(node: Node) -> str:
     return _text(node)
 
 
-def _is_option_like(word: str) -> bool:
-    """Words a wrapper takes before the command it runs: options, assignments, numbers, durations."""
-    if word.startswith("-") or ("=" in word and word.split("=", 1)[0].isidentifier()):
-        return True
-    return word.rstrip("smhd").replace(".", "", 1).isdigit()
+def _assignments(node: Node) -> list[Node]:
+    return [c for c in node.named_children if c.type == "variable_assignment"]
 
 
-def _shell_code(values: list[str | None]) -> str | None:
-    """The code a shell runs: that of `-c CODE`; None for a script file (judged by the shell's own
-    pattern); "" when it is only known at run time (a computed string, or read from its input)."""
-    if "--version" in values or "--help" in values:
-        return None
-    for i, value in enumerate(values):
-        if value is None:
-            return ""
-        if value.startswith("-") and not value.startswith("--") and "c" in value:
-            if i + 1 >= len(values) or values[i + 1] is None:
-                return ""
-            return values[i + 1]
-        if value in ("-s", "-i") or not value.startswith("-"):
-            return "" if value in ("-s", "-i") else None
-    return ""
+def _variable(assignment: Node) -> str:
+    name = assignment.child_by_field_name("name")
+    target = name.named_children[0] if name is not None and name.type == "subscript" else name
+    return _text(target) if target is not None else ""
