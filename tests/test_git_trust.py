@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bgagents.core import git
+from bgagents.core import git, git_sandbox
 
 from .conftest import ServerProcess
 from .fake_openai import FakeOpenAI, env_for
@@ -142,7 +142,7 @@ def test_every_git_the_server_runs_ignores_what_the_repository_names(planted: tu
     both sides, which needs the planted merge driver), stash, worktrees, branches, a remote."""
     ws, marks = planted
     wt = tmp_path / "wt"
-    git.run(ws, "worktree", "add", "-q", "-b", "side", str(wt))
+    git.run(ws, "worktree", "add", "-q", "-b", "side", str(wt), writable=[tmp_path])
     (wt / "shared.txt").write_text("changed on the side\n")
     (wt / "new.md").write_text("new\n")
     git.run(wt, "add", "-A")
@@ -164,7 +164,7 @@ def test_every_git_the_server_runs_ignores_what_the_repository_names(planted: tu
     git.run(ws, "checkout", "-q", "--detach", "side")
     git.run(ws, "checkout", "-q", "main")
     assert git.run(ws, "ls-remote", "origin", check=False).returncode != 0  # ext:: is refused
-    git.run(ws, "worktree", "remove", "--force", str(wt))
+    git.run(ws, "worktree", "remove", "--force", str(wt), writable=[tmp_path])
     git.run(ws, "branch", "-D", "side")
     git.run(ws, "gc", "--auto")
     assert planted_runs(marks) == {}
@@ -217,3 +217,22 @@ def test_a_workspace_whose_config_moves_the_work_tree_is_not_followed(tmp_path: 
     git.run(ws, "checkout", "-q", "-b", "other")
     git.run(ws, "reset", "-q", "--hard")
     assert list(outside.iterdir()) == [] and (ws / "shared.txt").exists()
+
+
+@pytest.mark.skipif(git_sandbox.bwrap() is None, reason="bubblewrap is not installed or cannot run here")
+def test_what_slips_past_the_config_read_runs_boxed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key written between git.py's read of the config and the command (a task running beside it can)
+    is simulated by hiding the repository's program keys from the read: the filter runs, in the box."""
+    ws = repo(tmp_path / "ws")
+    secret = tmp_path / "token"
+    secret.write_text("tok-secret")
+    probe = f"env > {ws}/seen; cat {secret} >> {ws}/seen; touch {tmp_path}/outside; cat"
+    plain_git(ws, "config", "filter.slip.clean", probe)
+    (ws / ".git" / "info" / "attributes").write_text("* filter=slip\n")
+    (ws / "new.txt").write_text("x\n")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
+    monkeypatch.setattr(git, "repository_programs", lambda top: [])
+    git.run(ws, "add", "-A")
+    seen = (ws / "seen").read_text()
+    assert "PATH=" in seen  # it did run: this is what the box is for
+    assert "sk-secret" not in seen and "tok-secret" not in seen and not (tmp_path / "outside").exists()

@@ -18,7 +18,8 @@ Git runs a program a repository names in four ways; each is closed as a whole, n
 4. Transports (ssh, `ext::`, remote helpers): `GIT_ALLOW_PROTOCOL` allows none; the server's git never
    fetches, and submodules are not recursed into (their config would be another repository's).
 The work tree is pinned too (`GIT_DIR`, `GIT_WORK_TREE`): `core.worktree` cannot send a checkout or a
-merge outside the repository, nor a planted bare repository take the place of the real one.
+merge outside the repository, nor a planted bare repository take the place of the real one. Where
+bubblewrap works, each command also runs in a box that shows it only the repository (`git_sandbox`).
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from . import git_sandbox
 
 TIMEOUT = 120
 
@@ -111,9 +114,13 @@ def _config_args(pairs: list[tuple[str, str]]) -> list[str]:
     return [arg for key, value in pairs for arg in ("-c", f"{key}={value}")]
 
 
-def _invoke(work_tree: Path, args: list[str], pairs: list[tuple[str, str]]) -> subprocess.CompletedProcess[str]:
+def _invoke(work_tree: Path, args: list[str], pairs: list[tuple[str, str]],
+            box: Sequence[Path] | None = None) -> subprocess.CompletedProcess[str]:
+    """Runs git; in the box of `git_sandbox` (with `box` writable) unless `box` is None (what runs nothing)."""
     # on git's command line the last value of a key wins: PINNED (core.hooksPath, core.fsmonitor, ...) comes last
     command = ["git", "--no-pager", *_config_args([*pairs, *PINNED]), *args]  # hooksPath, fsmonitor: PINNED
+    if box is not None:
+        command = git_sandbox.wrap(command, box, work_tree)
     return subprocess.run(command, cwd=work_tree, env=_pinned_env(work_tree), capture_output=True, text=True,
                           timeout=TIMEOUT, stdin=subprocess.DEVNULL)
 
@@ -131,10 +138,23 @@ def repository_programs(work_tree: Path) -> list[tuple[str, str]]:
     return [*((key, "") for key in found), *dict.fromkeys(required)]
 
 
-def run(work_tree: Path | str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """`git ARGS` on the repository whose work tree is `work_tree` (its top: `.git` is there)."""
+def common_dir(work_tree: Path) -> Path | None:
+    """The git directory shared by the worktrees of the repository at `work_tree` (read: nothing runs)."""
+    done = _invoke(work_tree, ["rev-parse", "--path-format=absolute", "--git-common-dir"], [])
+    return Path(done.stdout.strip()).resolve() if done.returncode == 0 and done.stdout.strip() else None
+
+
+def run(work_tree: Path | str, *args: str, check: bool = True,
+        writable: Sequence[Path | str] = ()) -> subprocess.CompletedProcess[str]:
+    """`git ARGS` on the repository whose work tree is `work_tree` (its top: `.git` is there); in the box, git
+    may write `work_tree`, its git directory (when `.git` is a file pointing to one) and `writable`."""
     top = Path(work_tree)
-    done = _invoke(top, list(args), repository_programs(top))
+    box = [top, *map(Path, writable)]
+    if (top / ".git").is_file():
+        shared = common_dir(top)
+        if shared is not None and (shared / "HEAD").is_file() and (shared / "objects").is_dir():
+            box.append(shared)
+    done = _invoke(top, list(args), repository_programs(top), box)
     if check and done.returncode != 0:
         raise GitError((done.stderr or done.stdout).strip() or f"git {args[0]} failed")
     return done

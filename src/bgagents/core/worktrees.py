@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..errors import Conflict, InvalidInput
 from . import git
+from .git import GitError
 from .schema import Worktree
 
 BRANCH_PREFIX = "bgagents/"
@@ -37,7 +38,7 @@ def create(workspace: Path, root: Path, task_id: str, name: str, start: str | No
     path = (root / task_id).resolve()
     root.mkdir(parents=True, exist_ok=True)
     if not path.exists():
-        git.run(repo, "worktree", "add", "--quiet", "-b", branch, str(path), base)
+        git.run(repo, "worktree", "add", "--quiet", "-b", branch, str(path), base, writable=[root])
     sub = workspace.resolve().relative_to(repo)
     return Worktree(repo=str(repo), path=str(path), workspace=str(path / sub), branch=branch,
                     base=git.run(path, "rev-parse", "HEAD").stdout.strip())
@@ -45,6 +46,8 @@ def create(workspace: Path, root: Path, task_id: str, name: str, start: str | No
 
 def commit_all(wt: Worktree, message: str) -> None:
     """Commits whatever the task changed in its worktree onto its branch (nothing when it changed nothing)."""
+    if git.common_dir(Path(wt.path)) != git.common_dir(Path(wt.repo)):  # its .git file is the task's to write
+        raise GitError(f"the worktree {wt.path} no longer belongs to the repository {wt.repo}")
     git.run(wt.path, "add", "-A")
     if git.run(wt.path, "diff", "--cached", "--quiet", check=False).returncode != 0:
         git.run(wt.path, "commit", "--quiet", "--no-verify", "-m", message)
@@ -93,9 +96,11 @@ def merge(wt: Worktree, message: str) -> str:
 def remove(wt: Worktree) -> None:
     """Removes the worktree and its branch (the changes are gone unless they were merged)."""
     if Path(wt.path).exists():
-        git.run(wt.repo, "worktree", "remove", "--force", wt.path, check=False)
+        git.run(wt.repo, "worktree", "remove", "--force", wt.path, check=False, writable=[Path(wt.path).parent])
         shutil.rmtree(wt.path, ignore_errors=True)
-    git.run(wt.repo, "worktree", "prune", check=False)
+    common = git.common_dir(Path(wt.repo))
+    for admin in _admin_dirs(common, Path(wt.path)) if common is not None else []:
+        shutil.rmtree(admin, ignore_errors=True)  # what `worktree prune` would do, for this worktree only
     if wt.branch.startswith(BRANCH_PREFIX):  # an orphan's branch is read from its (writable) .git: only ours
         git.run(wt.repo, "branch", "-D", wt.branch, check=False)
 
@@ -107,10 +112,26 @@ def remove_orphans(root: Path, keep: set[str]) -> None:
     for path in root.iterdir():
         if path.name in keep or not path.is_dir():
             continue
-        common = git.run(path, "rev-parse", "--git-common-dir", check=False)
-        branch = git.run(path, "branch", "--show-current", check=False).stdout.strip()
-        if common.returncode == 0:
-            repo = (path / common.stdout.strip()).resolve().parent
-            remove(Worktree(repo=str(repo), path=str(path), workspace=str(path), branch=branch, base=""))
+        common = git.common_dir(path)
+        if common is not None and _registered(common, path):
+            branch = git.run(path, "branch", "--show-current", check=False).stdout.strip()
+            remove(Worktree(repo=str(common.parent), path=str(path), workspace=str(path), branch=branch, base=""))
         else:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _registered(common: Path, path: Path) -> bool:
+    """Whether the repository at `common` lists `path` as one of its worktrees: the orphan's own `.git` file
+    (which its task could write) is not enough to let the clean-up run git in a repository."""
+    return bool(_admin_dirs(common, path))
+
+
+def _admin_dirs(common: Path, path: Path) -> list[Path]:
+    """The entries of `common/worktrees` that stand for the worktree at `path`. (`git worktree prune` is not
+    used: in the box it would not see the repository's other worktrees and would drop them all.)"""
+    found = []
+    for admin in (common / "worktrees").glob("*"):
+        pointer = admin / "gitdir"
+        if pointer.is_file() and Path(pointer.read_text().strip()).resolve() == (path / ".git").resolve():
+            found.append(admin)
+    return found
