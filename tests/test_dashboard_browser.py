@@ -67,15 +67,24 @@ def browser() -> Iterator[Any]:
         b.close()
 
 
+def csp_violations(pg: Page) -> list[str]:
+    """What Chromium reports the page's Content-Security-Policy blocked, from now on."""
+    seen: list[str] = []
+    pg.on("console", lambda m: seen.append(m.text) if "Content Security Policy" in m.text else None)
+    return seen
+
+
 @pytest.fixture
 def page(browser: Any, server: ServerProcess) -> Iterator[Page]:
-    """A fresh browser context, logged in."""
+    """A fresh browser context, logged in; the test fails if the page's policy blocked anything of its own."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     pg = context.new_page()
+    violations = csp_violations(pg)
     pg.goto(f"{server.url}/?token={TOKEN}")
     expect(pg.locator("#link-status")).to_have_text("live")
     yield pg
     context.close()
+    assert violations == []
 
 
 def shot(page: Page, name: str) -> None:
@@ -268,3 +277,28 @@ def test_two_thousand_tasks_load_and_the_page_reconnects_after_a_restart(browser
     expect(row.locator(".status")).to_have_text("completed")
     expect(pg.locator(".pager")).to_contain_text("of 2001")
     context.close()
+
+
+def test_pages_run_under_their_policy_and_a_workspace_page_cannot_run(page: Page, server: ServerProcess) -> None:
+    """The dashboard and /docs work under their Content-Security-Policy; an agent's HTML file, framed by the
+    dashboard or opened, never runs as the dashboard's origin (it would read the API with the cookie)."""
+    (server.home / "workspace" / "evil.html").write_text(
+        "<script>fetch('/api/v1/tasks').then(r => r.text()).then(t => top.postMessage('STOLEN ' + t, '*'))"
+        "</script>")
+    page.evaluate("""() => { window.got = []; addEventListener('message', e => window.got.push(e.data));
+                             const f = document.createElement('iframe'); f.src = '/api/v1/files/evil.html';
+                             document.body.append(f); }""")
+    with page.expect_download() as download:  # opened, it is a download, not a page
+        page.evaluate("() => { const a = document.createElement('a'); a.href = '/api/v1/files/evil.html'; "
+                      "document.body.append(a); a.click(); }")
+    assert download.value.suggested_filename == "evil.html"
+    page.wait_for_timeout(500)  # time for a script that must not run (nothing to wait for if it does not)
+    assert page.evaluate("window.got") == []
+    shot(page, "dashboard-csp")
+    docs = page.context.new_page()
+    violations = csp_violations(docs)
+    docs.goto(server.url + "/docs")
+    expect(docs.locator(".swagger-ui .info .title")).to_contain_text("bgagents")
+    expect(docs.locator(".opblock").first).to_be_visible()
+    shot(docs, "docs-csp")
+    assert violations == []

@@ -46,14 +46,15 @@ def new_mark() -> str:
 
 
 def tree(mark: str, seconds: str = "1000") -> str:
-    """A child, a grandchild, and one that leaves the process group (setsid), each sleeping."""
-    return (f'bash -c "sleep {seconds}.{mark}; true" & setsid sleep {seconds}.{mark}1 & sleep {seconds}.{mark}; '
-            f"wait")
+    """A child, a grandchild, one that leaves the process group (setsid), and one that also leaves its parent
+    and drops the environment (so the mark), each sleeping."""
+    return (f'bash -c "sleep {seconds}.{mark}; true" & setsid sleep {seconds}.{mark}1 & '
+            f"(setsid env -i sleep {seconds}.{mark}2 > /dev/null 2>&1 &); sleep {seconds}.{mark}; wait")
 
 
 def running_tree(mark: str) -> bool:
     sleeps = [p for p in processes(mark) if p[0].endswith("sleep")]
-    return len(sleeps) == 3
+    return len(sleeps) == 4
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -62,7 +63,8 @@ def test_kill_9_of_the_server_leaves_no_tool_process(server_factory: Callable[..
     mark = new_mark()
     command = ("n=$(( $(cat runs 2>/dev/null || echo 0) + 1 )); echo $n > runs; "
                f'if [ $n = 1 ]; then d=1000; else d=1; fi; bash -c "sleep $d.{mark}; true" & '
-               f"setsid sleep $d.{mark}1 & sleep $d.{mark}; wait; echo finished run $n")
+               f"setsid sleep $d.{mark}1 & (setsid env -i sleep $d.{mark}2 > /dev/null 2>&1 &); "
+               f"sleep $d.{mark}; wait; echo finished run $n")
     with FakeOpenAI() as fake:
         server = server_factory(**env_for(fake.base_url), BGAGENTS_SANDBOX__MODE=mode)
         server.start(timeout=90)  # a loaded machine can take long to import everything
@@ -70,9 +72,7 @@ def test_kill_9_of_the_server_leaves_no_tool_process(server_factory: Callable[..
             task = client.post("/tasks", json={"prompt": f"run: {command}", "model": "openai-chat:run"}).json()
             wait_for(lambda: running_tree(f"1000.{mark}"), 60, "the command and its children to run")
         server.kill9()
-        escaped = [["sleep", f"1000.{mark}1"]]  # left its process group: only a restart can find it
-        expected_after_kill = [] if mode == "auto" else escaped
-        wait_for(lambda: processes(mark) == expected_after_kill, 10, "the tool processes to die with the server")
+        wait_for(lambda: processes(mark) == [], 10, "the tool processes to die with the server")
 
         server.start(timeout=90)
         runs = server.home / "workspace" / "runs"
@@ -110,6 +110,7 @@ async def test_what_a_finished_command_left_running_is_ended(tmp_path: Path, mod
         ctx = make_ctx(tmp_path, sandbox=rt.services.sandbox)
         assert (ctx.sandbox is None) == (mode == "off")
         out = await call_tool(ctx, "bash", {"command": f"(setsid sleep 1000.{mark} > /dev/null 2>&1 &); "
+                                                       f"(setsid env -i sleep 1000.{mark}2 > /dev/null 2>&1 &); "
                                                        f"sleep 1000.{mark}1 > /dev/null 2>&1 & echo started"})
     assert out.strip() == "started"
     assert processes(mark) == []

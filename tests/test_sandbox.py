@@ -15,6 +15,7 @@ import pytest
 
 from bgagents import Runtime
 from bgagents.settings import ProfileSettings, SandboxSettings, Settings
+from bgagents.tools.private import ServerFiles
 from bgagents.tools.sandbox import SandboxUnavailable, bash_environment, choose
 
 from .conftest import Script, ServerProcess, make_settings
@@ -25,7 +26,7 @@ from .test_durability import wait_for
 def _bwrap_works() -> bool:
     if shutil.which("bwrap") is None:
         return False
-    sandbox, _ = asyncio.run(choose("auto", Path("/tmp"), Path("/tmp"), [], True))
+    sandbox, _ = asyncio.run(choose("auto", ServerFiles.of(Path("/tmp/none"), Path("/tmp")), True))
     return sandbox is not None
 
 
@@ -97,11 +98,11 @@ async def test_mode_on_without_bwrap_is_an_error_and_auto_is_a_note(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(SandboxUnavailable, match="bwrap is not installed"):
-        await choose("on", tmp_path, tmp_path / "home", [], True)
+        await choose("on", ServerFiles.of(tmp_path / "home", tmp_path), True)
     with caplog.at_level(logging.WARNING, logger="bgagents"):
         async with Runtime(make_settings(tmp_path)) as rt:
             assert rt.services.sandbox is None
-    notes = [r.getMessage() for r in caplog.records if "without a sandbox" in r.getMessage()]
+    notes = [r.getMessage() for r in caplog.records if "unsandboxed" in r.getMessage()]
     assert len(notes) == 1 and "bubblewrap" in notes[0] and "\n" not in notes[0]
 
 
@@ -153,6 +154,16 @@ async def test_a_task_in_its_own_worktree_can_commit_there_and_nowhere_else(tmp_
     assert (ws / "shared.txt").read_text().startswith("line 1")  # the shared workspace is not writable
 
 
+def test_serve_says_in_one_line_at_start_what_is_not_protected(server_factory: Callable[..., ServerProcess],
+                                                                tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    server = server_factory(PATH=str(tmp_path / "empty"))
+    server.start(timeout=90)
+    server.stop()
+    lines = [line for line in server.log_text().splitlines() if "not protected" in line]
+    assert len(lines) == 1 and "bash runs unsandboxed (bwrap is not installed" in lines[0], server.log_text()
+
+
 def test_serve_with_the_sandbox_required_but_missing_says_so_in_one_line(tmp_path: Path) -> None:
     import subprocess
     import sys
@@ -169,7 +180,7 @@ def test_serve_with_the_sandbox_required_but_missing_says_so_in_one_line(tmp_pat
 
 @needs_bwrap
 async def test_secret_files_stay_hidden_when_the_home_is_the_workspace(tmp_path: Path) -> None:
-    from bgagents.core.bash_setup import secret_files
+    from bgagents.core.bash_setup import server_files
     from bgagents.tools.sandbox import plan
 
     from .test_builtin_tools import call_tool, make_ctx
@@ -178,6 +189,94 @@ async def test_secret_files_stay_hidden_when_the_home_is_the_workspace(tmp_path:
     settings = Settings(home=ctx.workspace, workspace=ctx.workspace)
     (ctx.workspace / "token").write_text("tok-in-the-workspace")
     (ctx.workspace / "bgagents.db").write_text("SQLite format 3")
-    ctx.sandbox = plan(shutil.which("bwrap") or "bwrap", ctx.workspace, ctx.workspace, secret_files(settings), True)
+    ctx.sandbox = plan(shutil.which("bwrap") or "bwrap", server_files(settings), True)
     out = await call_tool(ctx, "bash", {"command": "cat token bgagents.db; echo ok > mine.txt && cat mine.txt"})
     assert "tok-in-the-workspace" not in out and "SQLite" not in out and "ok" in out
+
+
+@pytest.fixture
+def outside_tmp() -> Iterator[Path]:
+    """A folder outside /tmp (a sandbox's /tmp is its own anyway): sockets and homes live in such places."""
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="bgagents-test-", dir="/var/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def unix_server(path: str) -> socket.socket:
+    """A Unix socket that answers every connection with a greeting (a database's socket, for the test)."""
+    import threading
+
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(path)
+    server.listen(8)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(b"HELLO-FROM-THE-DATABASE")
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server
+
+
+def postgres_socket() -> str | None:
+    """The Unix socket of the tests' PostgreSQL server (BGAGENTS_TEST_POSTGRES_URL), when it has one here."""
+    from .conftest import POSTGRES_URL
+
+    port = (POSTGRES_URL or "").rsplit(":", 1)[-1].split("/")[0]
+    for folder in ("/tmp", "/run/postgresql", "/var/run/postgresql"):
+        if port.isdigit() and Path(folder, f".s.PGSQL.{port}").exists():
+            return f"{folder}/.s.PGSQL.{port}"
+    return None
+
+
+@needs_bwrap
+async def test_the_sandbox_hides_homes_and_sockets(tmp_path: Path, outside_tmp: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the network off a task reached the database through its Unix socket and read the server user's
+    home; now neither is in its sandbox, only the system, the workspace and its own /tmp and $HOME."""
+    home = outside_tmp / "home"
+    secrets = {".claude/.credentials.json": "claude-oauth-secret", ".ssh/id_ed25519": "ssh-private-key",
+               ".aws/credentials": "aws-secret-key", ".pgpass": "pg-password", ".netrc": "netrc-password"}
+    for name, text in secrets.items():
+        (home / name).parent.mkdir(parents=True, exist_ok=True)
+        (home / name).write_text(text)
+    monkeypatch.setenv("HOME", str(home))
+    (outside_tmp / "run").mkdir()
+    listener = unix_server(str(outside_tmp / "run" / ".s.PGSQL.5432"))
+    abstract = unix_server(f"\0bgagents-test-{os.getpid()}")
+    sockets = [str(outside_tmp / "run" / ".s.PGSQL.5432"), f"@bgagents-test-{os.getpid()}"]
+    sockets += [s for s in (postgres_socket(),) if s]
+    probe = ("import socket, sys\n"
+             "for path in sys.argv[1:]:\n"
+             "    s = socket.socket(socket.AF_UNIX)\n"
+             "    try:\n"
+             "        s.connect(path.replace('@', '\\0', 1) if path.startswith('@') else path)\n"
+             "        print('CONNECTED', path, s.recv(100))\n"
+             "    except OSError as e:\n"
+             "        print('refused', path, e.strerror)\n"
+             "print('PROBED')\n")
+    (tmp_path / "ws").mkdir()
+    (tmp_path / "ws" / "probe.py").write_text(probe)
+    command = (f"cat {' '.join(str(home / n) for n in secrets)}; ls -A /root /home $HOME /run; "
+               f"python3 probe.py {' '.join(sockets)}; echo made > made.txt && cat made.txt; "
+               "echo x > ~/scratch && echo HOME-WRITABLE")
+    try:
+        async with Runtime(make_settings(tmp_path, sandbox=SandboxSettings(network=False))) as rt:
+            rt.register_model("m", Script(steps=[("bash", {"command": command})], answer="finished").model())
+            task = await rt.wait((await rt.launch("x", model="m")).id, timeout=30)
+            out = "\n".join(str(e.content) for e in await rt.transcript(task.id) if e.role == "tool_result")
+    finally:
+        listener.close()
+        abstract.close()
+    assert "PROBED" in out and "made" in out and "HOME-WRITABLE" in out, out
+    assert "CONNECTED" not in out and "HELLO" not in out, out
+    assert not any(text in out for text in secrets.values()), out
+    assert (tmp_path / "ws" / "made.txt").read_text() == "made\n"
+    assert not (home / "scratch").exists()  # the command's $HOME was its own

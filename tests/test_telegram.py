@@ -386,3 +386,26 @@ async def test_kill_9_of_serve_with_updates_pending_handles_each_once(
         offset = conn.execute(sa.select(offsets.c.update_id).compile().string).fetchone()
     assert len(rows) == 3 and len({r[0] for r in rows}) == 3
     assert offset is not None and offset[0] == max(int(r[0].rsplit(":", 1)[1]) for r in rows) + 1
+
+
+async def test_files_never_follow_a_link_a_task_planted(tmp_path: Path, fake: FakeTelegram) -> None:
+    """A task writes the workspace (here one holding the server's home, as a workspace of ~ does): a link it
+    planted never makes an upload of the person land outside it, nor a response send the server's token."""
+    def handler(event: ET.Element, messages: list[ModelMessage]) -> Any:
+        return send("here it is", files=["leak.txt"])
+
+    workspace, outside = tmp_path / "ws", tmp_path / "outside"
+    home = workspace / ".bgagents"
+    settings = tg_settings(tmp_path, fake).model_copy(update={"home": home})
+    home.mkdir(parents=True)
+    (home / "token").write_text("the-server-token")
+    outside.mkdir()
+    (workspace / "leak.txt").symlink_to(home / "token")
+    (workspace / "telegram").symlink_to(outside)  # where uploads are saved
+    async with bot(settings, handler):
+        fake.message(CHAT, document=("notes.txt", b"from the person"), caption="keep this")
+        await fake.wait_for(lambda: answers(fake, "could not save notes.txt"))
+        fake.message(CHAT, "send me the file")
+        await fake.wait_for(lambda: answers(fake, "(file not found: leak.txt)"))
+    assert list(outside.iterdir()) == []
+    assert not any(b"the-server-token" in (m.file_bytes or b"") for m in fake.messages(CHAT, "sendDocument"))

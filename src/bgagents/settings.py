@@ -111,6 +111,8 @@ class SandboxSettings(BaseModel):
 
     mode: Literal["auto", "on", "off"] = "auto"
     network: bool = True  # a profile's `network` key overrides it
+    # more paths commands may read (e.g. "~/.nvm"): the sandbox shows the system and PATH, no home
+    read_only: list[Path] = Field(default_factory=list)
 
 
 class TelegramSettings(BaseModel):
@@ -245,7 +247,7 @@ class Settings(BaseSettings):
             return path.read_text().strip() or None
         if not create:
             return None
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         token = secrets.token_urlsafe(32)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:

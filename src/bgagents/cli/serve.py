@@ -26,6 +26,8 @@ from ..settings import Settings
 
 if TYPE_CHECKING:
     from ..channels.telegram import TelegramChannel
+from ..core.bash_setup import server_files
+from ..tools.private import keep_private
 from ..tools.sandbox import SandboxUnavailable, choose
 from .client import dashboard_url
 
@@ -47,7 +49,7 @@ def _require_sandbox(settings: Settings) -> None:
     if settings.sandbox.mode == "on":
         workspace = settings.workspace_path
         workspace.mkdir(parents=True, exist_ok=True)
-        asyncio.run(choose("on", workspace, settings.home.expanduser(), [], settings.sandbox.network))
+        asyncio.run(choose("on", server_files(settings), settings.sandbox.network))
 
 
 def check_workers(settings: Settings, workers: int) -> None:
@@ -149,6 +151,7 @@ def _stop_server_when_readable(fd: int) -> None:
 def run_server(settings: Settings, host: str, port: int, workers: int = 1, parent_fd: int | None = None) -> None:
     """The API and a task worker in this process, and `workers - 1` worker processes beside it."""
     check_workers(settings, workers)
+    keep_private()
     _logging()
     token = settings.resolve_token(create=True)
     assert token is not None
@@ -187,6 +190,7 @@ def run_server(settings: Settings, host: str, port: int, workers: int = 1, paren
 def run_worker(settings: Settings, parent_fd: int | None = None) -> None:
     """Task workers without the API, until SIGTERM or Ctrl-C (which stop at a step boundary), or, for a
     worker that `serve --workers` started, until that process is gone (`parent_fd` reads end-of-file)."""
+    keep_private()
     _logging()
     tracer_provider = traces.provider_from_env()
     runtime = Runtime(settings, tracer_provider=tracer_provider)

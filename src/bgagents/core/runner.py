@@ -24,6 +24,7 @@ from pydantic_ai.usage import RunUsage, UsageLimits
 from ..runners import find_runner
 from ..settings import LimitSettings
 from ..tools import Sandbox, Spawner, Todo, ToolContext, build_toolset
+from ..tools.private import ServerFiles
 from . import tracing, worktrees
 from .durable import DurableModel, LoopBreaker, ModelChain, ShuttingDown, StepGate, TaskHooks, TurnStopped
 from .events import EventBus
@@ -53,6 +54,7 @@ class Services:
     limits: LimitSettings = field(default_factory=LimitSettings)
     spawner: Spawner | None = None
     sandbox: Sandbox | None = None  # None: bash runs without one
+    server_files: ServerFiles | None = None  # what no tool may reach (see tools.private)
     clock: Callable[[], float] = time.time
     # the tools extensions add to a task's turn (see core/extensions.py)
     toolsets: Callable[[Task], Awaitable[list[AbstractToolset[ToolContext]]]] | None = None
@@ -263,7 +265,7 @@ async def _run_agent_body(services: Services, task: Task, turn: int, prompt: str
         toolsets = [build_toolset(profile.tools), *(await services.toolsets(task) if services.toolsets else [])]
         deps = ToolContext(task_id=task.id, workspace=services.workspace_for(task), outputs_dir=services.outputs_dir,
                            todos=StoreTodos(services, tracker), spawner=services.spawner,
-                           sandbox=_sandbox(services, task, profile))
+                           sandbox=_sandbox(services, task, profile), server_files=services.server_files)
         breaker = LoopBreaker(limits.consecutive_threshold, limits.max_tool_calls, baseline.tool_calls)
         hooks = TaskHooks(tracker, services.gate, store.claim_steering, breaker, profile.permissions, approve,
                           snapshot.get("steering", []))

@@ -33,7 +33,7 @@ from ..runners import NATIVE, with_runner
 from ..settings import Settings
 from ..tools import ToolContext
 from . import db, worktrees
-from .bash_setup import prepare_bash
+from .bash_setup import prepare_bash, server_files
 from .engine import Engine, workflow_id
 from .events import EventBus
 from .extensions import Extension
@@ -108,7 +108,10 @@ class Runtime:
         """Takes this process's identity lock: on SQLite, `DatabaseInUse` if a live process holds the
         database. `start` does it too; a server calls it first to refuse before it binds its port."""
         if self._lease is None:
-            self.settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+            home = self.settings.home.expanduser()
+            home.mkdir(mode=0o700, parents=True, exist_ok=True)
+            with contextlib.suppress(OSError):  # it holds the token and every prompt: its user's alone
+                home.chmod(0o700)
             lease = lease_for(self.settings.sqlalchemy_url, self.executor_id)
             lease.acquire()
             self._lease = lease
@@ -134,9 +137,10 @@ class Runtime:
         settings = self.settings
         workspace = settings.workspace_path
         workspace.mkdir(parents=True, exist_ok=True)
-        sandbox = await prepare_bash(settings, workspace)
         outputs = settings.home / "outputs"
-        outputs.mkdir(parents=True, exist_ok=True)
+        outputs.mkdir(mode=0o700, parents=True, exist_ok=True)
+        own_files = server_files(settings)
+        sandbox = await prepare_bash(settings, own_files)
         self._profiles = load_profiles(settings)
         self.db_engine = db.create_engine(settings.sqlalchemy_url)
         for extension in self.extensions:
@@ -146,7 +150,8 @@ class Runtime:
         self.services = Services(store=self.store, bus=self.bus, models=self.models, profiles=self.profiles,
                                  workspace=workspace, outputs_dir=outputs.resolve(), limits=settings.limits,
                                  spawner=RuntimeSpawner(self), clock=self.clock,
-                                 tracer_provider=self.tracer_provider, sandbox=sandbox, toolsets=self._toolsets)
+                                 tracer_provider=self.tracer_provider, sandbox=sandbox, toolsets=self._toolsets,
+                                 server_files=own_files)
         for extension in self.extensions:
             extension.attach(self)
         c = settings.concurrency

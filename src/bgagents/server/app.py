@@ -18,6 +18,7 @@ from .auth import RequireToken
 from .docs import install_docs
 from .errors import install_error_handlers
 from .guards import RefuseNul
+from .headers import SecurityHeaders
 from .openapi import install_openapi
 
 
@@ -47,7 +48,8 @@ def create_app(runtime: Runtime, token: str, *, manage_runtime: bool = True, hos
     app.state.token = token
     app.state.webhooks = hooks
     app.add_middleware(RefuseNul)
-    app.add_middleware(RequireToken, token=token)  # added last, so it runs first
+    app.add_middleware(RequireToken, token=token)  # runs before the routes and RefuseNul
+    app.add_middleware(SecurityHeaders)  # added last, so it runs first: its headers go on every response
     install_error_handlers(app)
     install_openapi(app)
     install_docs(app)

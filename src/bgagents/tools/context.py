@@ -8,7 +8,9 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel
 
+from .private import ServerFiles
 from .sandbox import Sandbox
+from .workspace import resolve_path
 
 
 class Todo(BaseModel):
@@ -46,3 +48,13 @@ class ToolContext:
     bash_timeout: float = 120.0
     max_output_chars: int = 30_000
     sandbox: Sandbox | None = None  # None: bash runs without one
+    server_files: ServerFiles | None = None  # refused to every file tool, whatever the layout
+
+    def path(self, path: str, *, own_outputs: bool = False) -> Path:
+        """`path` resolved inside the workspace, never one of the server's files; with `own_outputs`, also
+        one of this task's cut tool outputs (kept beside the server's files, named after the task)."""
+        if own_outputs:
+            found = resolve_path(self.workspace, path, extra_roots=[self.outputs_dir])
+            if found.parent == self.outputs_dir.resolve() and found.name.startswith(f"{self.task_id}-"):
+                return found
+        return resolve_path(self.workspace, path, server=self.server_files)

@@ -13,7 +13,7 @@ from typing import ParamSpec
 from pydantic_ai import ModelRetry, RunContext
 
 from .context import ToolContext
-from .workspace import relative, resolve_path
+from .workspace import read_bytes, relative, write_bytes
 
 MAX_LINE = 2000
 MAX_MATCHES = 200
@@ -34,9 +34,8 @@ def _os_errors_to_model(tool: Callable[P, Awaitable[str]]) -> Callable[P, Awaita
     return run
 
 
-def _is_binary(path: Path) -> bool:
-    with path.open("rb") as f:
-        return b"\x00" in f.read(8192)
+def _is_binary(data: bytes) -> bool:
+    return b"\x00" in data[:8192]
 
 
 @_os_errors_to_model
@@ -48,14 +47,15 @@ async def read(ctx: RunContext[ToolContext], path: str, offset: int = 0, limit: 
         offset: The first line to show (0-based).
         limit: How many lines to show at most.
     """
-    target = resolve_path(ctx.deps.workspace, path, extra_roots=[ctx.deps.outputs_dir])
+    target = ctx.deps.path(path, own_outputs=True)
     if not target.exists():
         raise ModelRetry(f"file '{path}' does not exist")
     if target.is_dir():
         raise ModelRetry(f"'{path}' is a directory; use glob to list it")
-    if _is_binary(target):
+    data = read_bytes(target)
+    if _is_binary(data):
         raise ModelRetry(f"'{path}' is a binary file")
-    lines = target.read_text(encoding="utf-8", errors="replace").splitlines()
+    lines = data.decode("utf-8", errors="replace").splitlines()
     offset, limit = max(0, offset), max(1, limit)
     shown = lines[offset: offset + limit]
     out = [f"{offset + i + 1:6}\t{line[:MAX_LINE]}" for i, line in enumerate(shown)]
@@ -72,12 +72,11 @@ async def write(ctx: RunContext[ToolContext], path: str, content: str) -> str:
         path: File path, relative to the workspace.
         content: The whole new content.
     """
-    target = resolve_path(ctx.deps.workspace, path)
+    target = ctx.deps.path(path)
     if target.is_dir():
         raise ModelRetry(f"'{path}' is a directory")
-    target.parent.mkdir(parents=True, exist_ok=True)
     data = content.encode("utf-8")
-    target.write_bytes(data)
+    write_bytes(target, data)
     return f"wrote {len(data)} bytes to {relative(ctx.deps.workspace, target)}"
 
 
@@ -96,21 +95,29 @@ async def edit(ctx: RunContext[ToolContext], path: str, old_string: str, new_str
         raise ModelRetry("old_string and new_string are the same")
     if not old_string:
         raise ModelRetry("old_string is empty; use write to create a file")
-    target = resolve_path(ctx.deps.workspace, path)
+    target = ctx.deps.path(path)
     if not target.is_file():
         raise ModelRetry(f"file '{path}' does not exist")
-    text = target.read_text(encoding="utf-8")
+    text = read_bytes(target).decode("utf-8")
     count = text.count(old_string)
     if count == 0:
         raise ModelRetry(f"old_string was not found in '{path}'")
     if count > 1 and not replace_all:
         raise ModelRetry(f"old_string appears {count} times in '{path}'; give more context or set replace_all")
-    target.write_text(text.replace(old_string, new_string), encoding="utf-8")
+    write_bytes(target, text.replace(old_string, new_string).encode("utf-8"))
     return f"replaced {count if replace_all else 1} occurrence(s) in {relative(ctx.deps.workspace, target)}"
 
 
 def _walk(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if ".git" not in p.relative_to(root).parts and p.is_file()]
+
+
+def _usable(ctx: RunContext[ToolContext], path: Path) -> Path | None:
+    """A found path resolved, when it is inside the workspace and not the server's (else None)."""
+    try:
+        return ctx.deps.path(str(path))
+    except ModelRetry:
+        return None
 
 
 @_os_errors_to_model
@@ -121,13 +128,13 @@ async def glob(ctx: RunContext[ToolContext], pattern: str, path: str = ".") -> s
         pattern: A glob pattern, relative to `path`.
         path: The folder to search, relative to the workspace.
     """
-    root = resolve_path(ctx.deps.workspace, path)
+    root = ctx.deps.path(path)
     if not root.is_dir():
         raise ModelRetry(f"'{path}' is not a directory")
 
     def find() -> list[Path]:
         found = [p for p in root.glob(pattern) if ".git" not in p.relative_to(root).parts]
-        inside = [p for p in found if p.resolve().is_relative_to(ctx.deps.workspace.resolve())]
+        inside = [p for p in found if _usable(ctx, p) is not None]
         return sorted(inside, key=lambda p: p.stat().st_mtime if p.exists() else 0, reverse=True)
 
     try:
@@ -155,7 +162,7 @@ async def grep(ctx: RunContext[ToolContext], pattern: str, path: str = ".", incl
         regex = re.compile(pattern)
     except re.error as exc:
         raise ModelRetry(f"bad regular expression '{pattern}': {exc}") from None
-    root = resolve_path(ctx.deps.workspace, path)
+    root = ctx.deps.path(path)
     if not root.exists():
         raise ModelRetry(f"'{path}' does not exist")
 
@@ -165,9 +172,16 @@ async def grep(ctx: RunContext[ToolContext], pattern: str, path: str = ".", incl
         for file in sorted(files):
             if include and not fnmatch.fnmatch(file.name, include):
                 continue
-            if not file.resolve().is_relative_to(ctx.deps.workspace.resolve()) or _is_binary(file):
+            usable = _usable(ctx, file)
+            if usable is None:
                 continue
-            for n, line in enumerate(file.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            try:
+                data = read_bytes(usable)
+            except OSError:
+                continue
+            if _is_binary(data):
+                continue
+            for n, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
                 if regex.search(line):
                     out.append(f"{relative(ctx.deps.workspace, file)}:{n}: {line[:500]}")
                     if len(out) > MAX_MATCHES:

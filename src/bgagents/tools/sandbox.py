@@ -1,15 +1,18 @@
 """The sandbox `bash` runs in: bubblewrap, as Claude Code uses on Linux, and an environment without secrets.
 
-Inside, `/` is read-only, only the workspace is writable, `/tmp` is private, `$BGAGENTS_HOME` (token,
-database, config) is hidden except the workspace within it, `/proc` shows only the sandbox's own
-processes, and the network is there or not. bwrap dies with the server (`--die-with-parent`), and
-everything in the sandbox with bwrap (it is the sandbox's process 1).
+Inside, a new read-only root shows only the system, the programs on PATH outside the homes and the
+workspace (writable); `/tmp`, `/var/tmp` and `$HOME` are private and empty; no home, `/run`, `/var` or
+socket of the machine is there; the server's own files are hidden wherever a mount would show them;
+`/proc` shows only the sandbox's own processes, and the network is there or not (off, abstract sockets
+go too). bwrap dies with the server (`--die-with-parent`), and everything in the sandbox with bwrap (it
+is the sandbox's process 1).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import re
 import shutil
 from collections.abc import Iterable, Mapping
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BgAgentsError
+from .private import ServerFiles, within
 
 # Environment rule for bash, sandboxed or not: every variable of the server is passed on except those
 # whose name starts with BGAGENTS_ or contains one of SECRET_WORDS, and those whose value holds a
@@ -47,15 +51,22 @@ def _kept(name: str, value: str) -> bool:
     return not _URL_PASSWORD.search(value)
 
 
+# what every command may read: the system, never a home, /run (sockets, e.g. PostgreSQL's), /var, /srv, /mnt
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt", "/nix")
+HOMES = (Path("/home"), Path("/root"))
+
+
 @dataclass(frozen=True)
 class Sandbox:
-    """How one bash command is wrapped in bwrap."""
+    """How one command is wrapped in bwrap: a new, read-only root holding only `read_only`, a private
+    `/tmp` and `$HOME` (empty, gone after the call), and the writable places."""
 
     bwrap: str
     workspace: Path  # where the command starts
     writable: tuple[Path, ...]  # the workspace, or a task's git worktree and its repository's .git
-    hidden_dirs: tuple[Path, ...] = ()  # covered by an empty tmpfs (e.g. $BGAGENTS_HOME)
-    hidden_files: tuple[Path, ...] = ()  # covered by /dev/null (e.g. a database outside the home)
+    server: ServerFiles  # hidden wherever a mount would show them
+    read_only: tuple[Path, ...] = ()  # the system, the programs on PATH, [sandbox] read_only
+    home: Path | None = None  # $HOME of the command: an empty tmpfs there
     network: bool = True
 
     def with_network(self, network: bool | None) -> Sandbox:
@@ -65,34 +76,90 @@ class Sandbox:
         """For a task in its own git worktree: that worktree writable, and the .git it commits into."""
         return dataclasses.replace(self, workspace=workspace, writable=(worktree, git_dir))
 
-    def argv(self, command: list[str]) -> list[str]:
-        mounts: list[tuple[Path, list[str]]] = [(Path("/tmp"), ["--tmpfs", "/tmp"])]
-        mounts += [(d, ["--tmpfs", str(d)]) for d in self.hidden_dirs]
+    def with_read_only(self, *paths: Path) -> Sandbox:
+        return dataclasses.replace(self, read_only=(*self.read_only, *paths))
+
+    def mounts(self) -> list[list[str]]:
+        """The mounts, parents before what is mounted inside them; the server's files inside any of them
+        are covered (looked up at each call: a file the server creates later is covered too)."""
+        task_area = self.writable[0]
+        mounts: list[tuple[Path, list[str]]] = [(p, ["--ro-bind-try", str(p), str(p)]) for p in self.read_only]
+        mounts += [(Path("/tmp"), ["--tmpfs", "/tmp"]), (Path("/var/tmp"), ["--tmpfs", "/var/tmp"])]
+        if self.home is not None:
+            mounts.append((self.home, ["--tmpfs", str(self.home)]))
         mounts += [(w, ["--bind", str(w), str(w)]) for w in self.writable]
-        # a file hidden inside the workspace is covered after the workspace is mounted: deeper paths last
-        mounts += [(f, ["--ro-bind", "/dev/null", str(f)]) for f in self.hidden_files if f.exists()]
-        mounts.sort(key=lambda m: len(m[0].parts))
+        covered: set[Path] = set()
+        for root in (*self.read_only, *self.writable):
+            for path in self.server.hidden_in(root, task_area):
+                if path not in covered:
+                    covered.add(path)
+                    mounts.append((path, ["--tmpfs", str(path)] if path.is_dir() else
+                                   ["--ro-bind", "/dev/null", str(path)]))
+        # a worktree inside a covered home shows again: deeper paths are mounted later
+        mounts.sort(key=lambda m: (len(m[0].parts), m[1][0] == "--bind"))
+        return [m for _, m in mounts]
+
+    def argv(self, command: list[str]) -> list[str]:
         args = [self.bwrap, "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-                "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-        for _, mount in mounts:
+                "--dev", "/dev", "--proc", "/proc"]
+        for mount in self.mounts():
             args += mount
+        args += ["--remount-ro", "/"]
         if not self.network:
             args.append("--unshare-net")
         return [*args, "--chdir", str(self.workspace), "--", *command]
 
 
-def plan(bwrap: str, workspace: Path, home: Path, secret_files: Iterable[Path], network: bool) -> Sandbox:
-    """The sandbox for this runtime: the home hidden, and each secret file not already hidden with it."""
-    workspace, home = workspace.resolve(), home.resolve()
-    hidden_dirs = () if workspace == home else (home,)
-    files = []
-    for path in secret_files:
-        path = path.resolve()
-        exposed_again = path.is_relative_to(workspace) and workspace.is_relative_to(home)
-        if not (hidden_dirs and path.is_relative_to(home) and not exposed_again):
-            files.append(path)
-    return Sandbox(bwrap=bwrap, workspace=workspace, writable=(workspace,), hidden_dirs=hidden_dirs,
-                   hidden_files=tuple(files), network=network)
+def in_a_home(path: Path, user_home: Path) -> bool:
+    return any(within(path, h) for h in (*HOMES, user_home))
+
+
+def readable(environ: Mapping[str, str], extra: Iterable[Path], server: ServerFiles) -> tuple[Path, ...]:
+    """What commands may read: the system directories; each PATH directory outside the homes, with the
+    virtual environment it belongs to and that one's Python; the paths of `[sandbox] read_only`. Nothing
+    of the server's home, whatever is asked."""
+    user_home = Path(environ.get("HOME") or "/nonexistent").resolve()
+    found: list[Path] = [Path(p) for p in SYSTEM_DIRS if Path(p).exists()]
+    resolv = Path("/etc/resolv.conf").resolve()  # a link into /run (systemd-resolved) would break DNS
+    if not within(resolv, Path("/etc")) and resolv.exists():
+        found.append(resolv)
+    for entry in environ.get("PATH", "").split(os.pathsep):
+        path = Path(entry)
+        if not path.is_absolute() or not path.is_dir() or in_a_home(path, user_home):
+            continue
+        found.append(path.resolve())
+        config = path.parent / "pyvenv.cfg"
+        if config.is_file():
+            found.append(path.parent.resolve())
+            base = _venv_base(config)
+            if base is not None:
+                found.append(base)
+    found += [p.expanduser().resolve() for p in extra if p.expanduser().exists()]
+    kept: list[Path] = []
+    for path in found:
+        if not within(path, server.home) and path not in kept and not any(within(path, k) for k in kept):
+            kept.append(path)
+    return tuple(kept)
+
+
+def _venv_base(config: Path) -> Path | None:
+    """The installation a virtual environment's Python comes from (`home = …/bin` in its pyvenv.cfg)."""
+    try:
+        for line in config.read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "home" and value.strip():
+                return Path(value.strip()).resolve().parent
+    except OSError:
+        pass
+    return None
+
+
+def plan(bwrap: str, server: ServerFiles, network: bool, read_only: Iterable[Path] = (),
+         environ: Mapping[str, str] = os.environ) -> Sandbox:
+    """The sandbox of this runtime's workspace."""
+    home = Path(environ["HOME"]) if environ.get("HOME", "").startswith("/") else None
+    return Sandbox(bwrap=bwrap, workspace=server.workspace, writable=(server.workspace,), server=server,
+                   read_only=readable(environ, read_only, server), home=home, network=network)
 
 
 async def probe(sandbox: Sandbox) -> str | None:
@@ -109,8 +176,8 @@ async def probe(sandbox: Sandbox) -> str | None:
     return None
 
 
-async def choose(mode: str, workspace: Path, home: Path, secret_files: Iterable[Path],
-                 network: bool) -> tuple[Sandbox | None, str | None]:
+async def choose(mode: str, server: ServerFiles, network: bool,
+                 read_only: Iterable[Path] = ()) -> tuple[Sandbox | None, str | None]:
     """The sandbox to use (None: bash runs without one) and, when there is none, a note saying why.
 
     `auto` uses bwrap where it is installed and works; `on` requires it; `off` never uses it."""
@@ -120,11 +187,12 @@ async def choose(mode: str, workspace: Path, home: Path, secret_files: Iterable[
     why = "bwrap is not installed (Debian/Ubuntu: apt install bubblewrap)" if bwrap is None else None
     sandbox = None
     if bwrap is not None:
-        sandbox = plan(bwrap, workspace, home, secret_files, network)
+        sandbox = plan(bwrap, server, network, read_only)
         why = await probe(sandbox)
     if why is None:
         return sandbox, None
     if mode == "on":
         raise SandboxUnavailable(f"sandbox mode is 'on' but the bash sandbox cannot run: {why}")
-    return None, (f"bash runs without a sandbox: {why}; it can read what the server's user can "
-                  "([sandbox] mode = \"off\" or BGAGENTS_SANDBOX__MODE=off silences this note)")
+    return None, (f"not protected: bash runs unsandboxed ({why}), so a task can read and change whatever the "
+                  "server's user can; install bubblewrap, or set [sandbox] mode = \"off\" "
+                  "(BGAGENTS_SANDBOX__MODE=off) to silence this note")

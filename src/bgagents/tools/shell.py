@@ -1,10 +1,11 @@
 """`bash`: runs a command in the workspace (in the sandbox when there is one), with a timeout.
 
 No process it starts outlives the call: when the command ends, times out or is cancelled, its process
-group and every process carrying its mark (see `processes`) are killed. When the server dies, bwrap
-takes the sandbox down with it (`--die-with-parent`); without a sandbox, a guard shell that gets
-SIGTERM when the server dies (PR_SET_PDEATHSIG, through util-linux `setpriv`) kills the group, and
-what escaped it is ended when the server starts again (`processes.end_orphans`).
+group and every process carrying its mark (see `processes`) are killed. In the sandbox bwrap is the
+process 1 of the command's PID namespace, so everything in it dies with bwrap, also when the server dies
+(`--die-with-parent`). Without a sandbox the command runs under a guard (see `guard`), a subreaper that
+keeps every process the command started as its descendant, even one that left the process group and
+dropped the mark, and kills them all at the end of the call or when the server dies.
 """
 
 from __future__ import annotations
@@ -12,28 +13,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
+import sys
 import uuid
+from pathlib import Path
 
 from pydantic_ai import RunContext
 
 from .context import ToolContext
+from .private import person_umask
 from .processes import MARK, end_run, new_run
 from .sandbox import bash_environment
 
 MAX_TIMEOUT = 600.0
-# Without a sandbox: runs the command as a child and, on SIGTERM (the server died), kills its whole group.
-GUARD = 'trap "kill -KILL 0" TERM; bash -c "$1" & wait $!'
+GUARD = Path(__file__).with_name("guard.py")
+GUARD_WAIT = 2.0  # seconds the guard gets to end the command's processes before its group is killed
 
 
 def command_line(deps: ToolContext, command: str) -> list[str]:
     if deps.sandbox is not None:
         return deps.sandbox.argv(["bash", "-c", command])
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        return ["bash", "-c", command]
-    return [setpriv, "--pdeathsig", "TERM", "--", "bash", "-c", GUARD, "bash", command]
+    return [sys.executable, "-I", "-S", str(GUARD), str(os.getpid()), command]
 
 
 def _kill_group(proc: asyncio.subprocess.Process, sig: int) -> None:
@@ -41,12 +41,18 @@ def _kill_group(proc: asyncio.subprocess.Process, sig: int) -> None:
         os.killpg(proc.pid, sig)
 
 
-def _end(proc: asyncio.subprocess.Process, run: str, sandboxed: bool) -> None:
-    """Kills the command's process group; in the sandbox that ends all (bwrap is its process 1), else the
-    processes that left the group are found by their mark (a scan of /proc, a few ms)."""
+async def _end(proc: asyncio.subprocess.Process, run: str, sandboxed: bool) -> None:
+    """Ends every process of the call. In the sandbox, killing the group ends all (bwrap is its process 1);
+    without one, the guard ends the command's processes (it has already when the command returned), then
+    the group and the processes carrying the mark are killed in case the guard could not."""
+    if not sandboxed and proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(proc.wait(), GUARD_WAIT)
     _kill_group(proc, signal.SIGKILL)
     if not sandboxed:
-        end_run(run)
+        await asyncio.to_thread(end_run, run)
 
 
 async def bash(ctx: RunContext[ToolContext], command: str, timeout: float | None = None) -> str:
@@ -59,10 +65,11 @@ async def bash(ctx: RunContext[ToolContext], command: str, timeout: float | None
     deps = ctx.deps
     limit = min(max(timeout or deps.bash_timeout, 1.0), MAX_TIMEOUT)
     run = new_run()
+    umask = person_umask()
     proc = await asyncio.create_subprocess_exec(
         *command_line(deps, command), cwd=deps.workspace, env={**bash_environment(os.environ), MARK: run},
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        start_new_session=True,
+        start_new_session=True, umask=-1 if umask is None else umask,
     )
     chunks: list[bytes] = []
 
@@ -82,11 +89,11 @@ async def bash(ctx: RunContext[ToolContext], command: str, timeout: float | None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(proc.wait(), timeout=1.0)
         # what it left running in the background goes too; then the output is whole
-        await asyncio.to_thread(_end, proc, run, deps.sandbox is not None)
+        await _end(proc, run, deps.sandbox is not None)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(reader), timeout=5.0)
     except asyncio.CancelledError:
-        await asyncio.shield(asyncio.to_thread(_end, proc, run, deps.sandbox is not None))
+        await asyncio.shield(_end(proc, run, deps.sandbox is not None))
         raise
     finally:
         reader.cancel()
@@ -104,9 +111,10 @@ def _cut(deps: ToolContext, output: str) -> str:
     limit = deps.max_output_chars
     if len(output) <= limit:
         return output
-    deps.outputs_dir.mkdir(parents=True, exist_ok=True)
+    deps.outputs_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = deps.outputs_dir / f"{deps.task_id}-{uuid.uuid4().hex[:8]}.txt"
-    path.write_text(output, encoding="utf-8")
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as f:
+        f.write(output)  # the server's file, its user's alone: the task reads it with the read tool
     half = limit // 2
     return (f"{output[:half]}\n\n… [{len(output) - limit} characters cut; the full output is in {path} "
             f"— read it with the read tool] …\n\n{output[-half:]}")

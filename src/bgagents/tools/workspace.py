@@ -1,18 +1,25 @@
-"""Keeps file tools inside the workspace: paths are resolved (symbolic links included) before use."""
+"""Keeps file tools inside the workspace: paths are resolved (symbolic links included) before use, the
+server's own files are refused wherever they lie, and files are opened without following links."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
 from pydantic_ai import ModelRetry
+
+from .private import ServerFiles, open_resolved, person_umask
 
 
 class WorkspaceError(ModelRetry):
     """A path the agent may not use; the agent sees the message and can correct itself."""
 
 
-def resolve_path(workspace: Path, path: str, *, extra_roots: Iterable[Path] = ()) -> Path:
+def resolve_path(workspace: Path, path: str, *, extra_roots: Iterable[Path] = (),
+                 server: ServerFiles | None = None) -> Path:
+    """`path` (relative to the workspace, or absolute) resolved; refused when it leads out of the workspace
+    and `extra_roots`, or to one of the server's own files (`server`)."""
     if not isinstance(path, str) or not path.strip():
         raise WorkspaceError("the path is empty")
     if "\x00" in path:
@@ -27,10 +34,11 @@ def resolve_path(workspace: Path, path: str, *, extra_roots: Iterable[Path] = ()
         resolved = (candidate if candidate.is_absolute() else root / candidate).resolve()
     except (RuntimeError, OSError) as exc:  # a symbolic link loop, a name too long
         raise WorkspaceError(f"path '{path}' cannot be resolved: {exc}") from None
-    for allowed in (root, *(r.resolve() for r in extra_roots)):
-        if resolved == allowed or resolved.is_relative_to(allowed):
-            return resolved
-    raise WorkspaceError(f"path '{path}' resolves outside the workspace ({root}); use paths inside it")
+    if not any(resolved == r or resolved.is_relative_to(r) for r in (root, *(e.resolve() for e in extra_roots))):
+        raise WorkspaceError(f"path '{path}' resolves outside the workspace ({root}); use paths inside it")
+    if server is not None and server.owns(resolved, task_area=root):
+        raise WorkspaceError(f"path '{path}' is one of the bgagents server's own files; use your own files")
+    return resolved
 
 
 def relative(workspace: Path, path: Path) -> str:
@@ -38,3 +46,24 @@ def relative(workspace: Path, path: Path) -> str:
         return str(path.relative_to(workspace.resolve()))
     except ValueError:
         return str(path)
+
+
+def read_bytes(path: Path) -> bytes:
+    """A resolved file's content, read without following a link planted since it was resolved."""
+    fd = open_resolved(path, os.O_RDONLY)
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Writes a resolved file, creating it and its folders as the person's own process would (their umask),
+    without following a link planted since it was resolved."""
+    try:
+        fd, created = open_resolved(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666, parents=True), True
+    except FileExistsError:
+        fd, created = open_resolved(path, os.O_WRONLY | os.O_TRUNC), False
+    with os.fdopen(fd, "wb") as f:
+        umask = person_umask()
+        if created and umask is not None:
+            os.fchmod(f.fileno(), 0o666 & ~umask)
+        f.write(data)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import logging
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +23,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMar
 from ...conversation.orchestrator import Source
 from ...conversation.schema import Session
 from ...errors import BgAgentsError
+from ...tools.private import open_resolved
 
 if TYPE_CHECKING:
     from .channel import TelegramChannel
@@ -148,15 +150,21 @@ class Handlers:
         paths = []
         for file_id, name in found:
             relative = folder / f"{message.message_id}-{name}"
-            target = self.channel.runtime.settings.workspace_path / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                await self.channel.bot.download(file_id, destination=target)
-            except TelegramBadRequest as exc:
-                await self.reply(message, f"I could not fetch {html.escape(name)}: {html.escape(exc.message)}. "
-                                 "(The Bot API gives bots files up to 20 MB; a self-hosted telegram-bot-api "
-                                 "server, set as [telegram] api_url, up to 2000 MB.)")
+            try:  # an agent writes the workspace: a link it planted on the way is refused, never followed
+                fd = open_resolved(self.channel.runtime.settings.workspace_path / relative,
+                                   os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666, parents=True)
+            except OSError as exc:
+                await self.reply(message, f"I could not save {html.escape(name)} in the workspace "
+                                 f"({html.escape(exc.strerror or str(exc))}).")
                 return None
+            with os.fdopen(fd, "wb") as target:
+                try:
+                    await self.channel.bot.download(file_id, destination=target)
+                except TelegramBadRequest as exc:
+                    await self.reply(message, f"I could not fetch {html.escape(name)}: {html.escape(exc.message)}. "
+                                     "(The Bot API gives bots files up to 20 MB; a self-hosted telegram-bot-api "
+                                     "server, set as [telegram] api_url, up to 2000 MB.)")
+                    return None
             paths.append(relative.as_posix())
         return paths
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+import os
+import stat
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from aiogram.enums import ChatAction, ParseMode
 from aiogram.exceptions import (
@@ -22,13 +24,16 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramServerError,
 )
-from aiogram.types import FSInputFile, InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, InputFile
 
 from ...conversation.schema import Response
+from ...tools.private import open_resolved
 from ...tools.workspace import WorkspaceError, resolve_path
 from . import render
 
 if TYPE_CHECKING:
+    from aiogram import Bot
+
     from .channel import TelegramChannel
 
 log = logging.getLogger("bgagents.telegram")
@@ -144,15 +149,21 @@ class Outbox:
         await self.call(lambda: self.bot.send_message(chat, piece.plain, parse_mode=None, reply_markup=markup))
 
     async def _document(self, chat: int, path: str, markup: InlineKeyboardMarkup | None) -> None:
-        workspace = self.channel.runtime.settings.workspace_path
+        """A response's file: in the workspace, not the server's, opened without following a link planted
+        after the check (an agent writes the workspace)."""
+        runtime = self.channel.runtime
         try:
-            full = resolve_path(workspace, path)
-        except WorkspaceError:
-            full = None
-        if full is None or not full.is_file():
+            full = resolve_path(runtime.settings.workspace_path, path, server=runtime.services.server_files)
+            f = os.fdopen(open_resolved(full, os.O_RDONLY | os.O_NONBLOCK), "rb")
+        except (WorkspaceError, OSError):
             await self.text(chat, render.Piece("", f"(file not found: {path})"), markup)
             return
-        await self.call(lambda: self.bot.send_document(chat, FSInputFile(full), reply_markup=markup))
+        with f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                await self.text(chat, render.Piece("", f"(file not found: {path})"), markup)
+                return
+            document = OpenedFile(f, full.name)
+            await self.call(lambda: self.bot.send_document(chat, document, reply_markup=markup))
 
     async def call(self, send: Callable[[], Awaitable[Any]]) -> Any:
         """Telegram's flood control says how long to wait; then the same message goes again."""
@@ -182,3 +193,16 @@ class Outbox:
             except (TelegramNetworkError, TelegramServerError, TelegramBadRequest, TelegramForbiddenError) as exc:
                 log.debug("telegram: no typing indicator: %s", exc.message)
             await asyncio.sleep(TYPING_EVERY)
+
+
+class OpenedFile(InputFile):
+    """A file already opened, sent from its start each time it is sent (after flood control, again)."""
+
+    def __init__(self, file: IO[bytes], filename: str) -> None:
+        super().__init__(filename=filename)
+        self.file = file
+
+    async def read(self, bot: Bot) -> AsyncGenerator[bytes, None]:
+        self.file.seek(0)
+        while chunk := await asyncio.to_thread(self.file.read, self.chunk_size):
+            yield chunk

@@ -85,8 +85,9 @@ def pid_file(run_dir: Path, task_id: str) -> Path:
 def remember_process(run_dir: Path, task_id: str, pid: int | None) -> None:
     if pid is None:
         return
-    run_dir.mkdir(parents=True, exist_ok=True)
-    pid_file(run_dir, task_id).write_text(str(pid))
+    run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with os.fdopen(os.open(pid_file(run_dir, task_id), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        f.write(str(pid))
 
 
 def forget_process(run_dir: Path, task_id: str) -> None:

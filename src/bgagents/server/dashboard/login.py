@@ -11,7 +11,19 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ... import __version__
-from ..auth import SESSION_COOKIE, csrf_token, has_session, same_origin, session_value, token_matches
+from ..auth import (
+    CSRF_HEADER,
+    CSRF_HINT,
+    SESSION_COOKIE,
+    Forbidden,
+    csrf_token,
+    has_session,
+    same_origin,
+    session_value,
+    token_matches,
+)
+from ..errors import error_response
+from ..headers import CSP, page_policy
 
 router = APIRouter(include_in_schema=False)
 TEMPLATES = Path(__file__).parent / "templates"
@@ -23,9 +35,13 @@ def render(name: str, **values: str) -> str:
     return Template(text).safe_substitute({k: html.escape(v) for k, v in values.items()})
 
 
+def page(html: str, status: int = 200) -> HTMLResponse:
+    """One of the dashboard's pages, never cached, with its Content-Security-Policy."""
+    return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store", CSP: page_policy(html)})
+
+
 def login_page(error: str = "", status: int = 200) -> HTMLResponse:
-    return HTMLResponse(render("login.html", error=error, version=__version__), status_code=status,
-                        headers={"Cache-Control": "no-store"})
+    return page(render("login.html", error=error, version=__version__), status)
 
 
 def logged_in(request: Request) -> RedirectResponse:
@@ -45,8 +61,7 @@ async def index(request: Request, token: str | None = None) -> Response:
         return login_page("Wrong token: it is not the one this server uses.", status=401)
     if not has_session(request, request.app.state.token):
         return login_page()
-    page = render("index.html", csrf=csrf_token(request.app.state.token), version=__version__)
-    return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+    return page(render("index.html", csrf=csrf_token(request.app.state.token), version=__version__))
 
 
 @router.post("/login")
@@ -62,7 +77,12 @@ async def login(request: Request) -> Response:
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
+    """Ends the session: with the page's CSRF token (the `X-CSRF-Token` header, or a `csrf_token` form
+    field), so another site cannot log a person out."""
+    given = request.headers.get(CSRF_HEADER) or parse_qs(
+        (await request.body()).decode(errors="replace")).get("csrf_token", [""])[0]
+    if not (same_origin(request) and token_matches(given, csrf_token(request.app.state.token))):
+        return error_response(403, Forbidden.code, CSRF_HINT)
     response = RedirectResponse("/", status_code=303)
-    if same_origin(request):
-        response.delete_cookie(SESSION_COOKIE, path="/")
+    response.delete_cookie(SESSION_COOKIE, path="/")
     return response
