@@ -14,6 +14,7 @@ from pydantic_ai.models.function import AgentInfo, FunctionModel
 from bgagents import Conflict, InvalidInput, NotFound, Runtime, Settings, UnknownModel
 from bgagents.core.db import create_engine
 from bgagents.core.store import Store
+from bgagents.errors import UnknownAgent
 from bgagents.settings import ConcurrencySettings
 
 from .conftest import Script, make_settings, user_texts
@@ -536,12 +537,18 @@ async def test_markdown_and_config_profiles(tmp_path: Path, monkeypatch: pytest.
 
     reader = parse_markdown_profile(agents / "reader.md")
     assert reader.tools == ["read", "glob"] and reader.prompt == "You only read." and reader.model == "demo"
-    with pytest.raises(InvalidInput, match=r"broken\.md"):
+    with pytest.raises(InvalidInput, match=r"broken\.md: front matter is not valid YAML: .* \(line 2, column 16\)"):
         load_profiles(settings)
-    (agents / "broken.md").unlink()
-    profiles = load_profiles(settings)
-    assert {"general", "explore", "reader"} <= set(profiles)
-    async with Runtime(settings) as rt:
+    async with Runtime(settings) as rt:  # a broken file is said, not fatal: the others are used
+        assert "broken.md" in rt.broken_profiles()["broken"]
+        with pytest.raises(UnknownAgent, match=r"agent 'broken' cannot be used: .*broken\.md"):
+            await rt.launch("look", agent="broken")
+        (agents / "broken.md").unlink()
+        assert rt.broken_profiles() == {}
         task = await rt.launch("look", agent="reader")  # the profile's model is used
         assert task.model == "demo" and task.agent == "reader"
         assert (await rt.wait(task.id, timeout=30)).status == "completed"
+        (agents / "reader.md").write_text("---\nmodel: [\n---\nx\n")  # broken: its last good version stays
+        assert rt.profiles()["reader"].model == "demo" and "reader" in rt.broken_profiles()
+        (agents / "writer.md").write_text("---\nmodel: demo\n---\nYou write.\n")  # added: used at once
+        assert (await rt.launch("write", agent="writer")).agent == "writer"

@@ -258,9 +258,10 @@ class Conversations(Extension):
         """`/bg PROMPT`: the person asks for background work directly; the main agent starts it."""
         if not (prompt or "").strip():
             raise InvalidInput("the prompt is empty", code="empty_prompt")
-        return await self.post(cid, "user-message", name or prompt, text=prompt, source=source,
+        named = f", named {json.dumps(name.strip())}" if name and name.strip() else ""
+        return await self.post(cid, "user-message", prompt, text=prompt, source=source,
                                instructions="The person asks for this to run as a background agent: start it with "
-                                            "background_agents and tell them briefly.")
+                                            f"background_agents{named}, and tell them briefly.")
 
     # -- the drain (DBOS workflow body) ------------------------------------------------------------
 

@@ -12,7 +12,8 @@ NO_OUTPUT = "[No output]"
 class BackgroundAgent(BaseModel):
     """A background task to start, forked from the main session."""
 
-    name: str = Field(description="A short name for the work, a few words.")
+    name: str = Field(description="A short name for the work, as a slug (e.g. tea-history); the one the person "
+                                  "asked for, if any.")
     prompt: str = Field(description="What the background agent must do; it sees the whole conversation.")
     model: str | None = Field(None, description="A model for this work, if not the main agent's.")
     agent: str | None = Field(None, description="An agent profile, if not the default.")

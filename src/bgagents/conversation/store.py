@@ -16,7 +16,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..core import db
-from ..core.names import slugify
+from ..core.names import chosen_slug, slugify, unique
 from ..core.schema import ACTIVE, Event
 from ..core.store import Store
 from . import tables
@@ -50,15 +50,16 @@ class ConversationStore:
 
     # -- names -------------------------------------------------------------------------------------
 
-    def unique_name(self, conn: sa.Connection, cid: str, text: str) -> str:
-        """A slug of `text` no event or session of this conversation has (SPEC 4.8)."""
-        base = slugify(text)
+    def unique_name(self, conn: sa.Connection, cid: str, text: str, kept: bool = False) -> str:
+        """A slug of `text` that no event or session of this conversation has, a taken one with a suffix
+        (SPEC 4.8). `kept`: `text` is a name chosen for a background agent, kept when it is a slug already."""
+        base = chosen_slug(text) if kept else slugify(text)
         like = base[:30] + "%"
         taken = {r[0] for r in conn.execute(sa.select(tables.conv_events.c.name).where(
             tables.conv_events.c.conversation_id == cid, tables.conv_events.c.name.like(like)))}
         taken |= {r[0] for r in conn.execute(sa.select(tables.conv_sessions.c.name).where(
             tables.conv_sessions.c.conversation_id == cid, tables.conv_sessions.c.name.like(like)))}
-        return slugify(text, taken)
+        return unique(base, taken)
 
     # -- the queue ---------------------------------------------------------------------------------
 
@@ -195,7 +196,7 @@ class ConversationStore:
     def add_background_session_sync(self, cid: str, task_id: str, label: str, prompt: str, origin: str) -> Row:
         """A background session's row, written before its task exists so its end is never missed."""
         with self.engine.begin() as conn:
-            name = self.unique_name(conn, cid, label)
+            name = self.unique_name(conn, cid, label, kept=True)
             conn.execute(tables.conv_sessions.insert().values(
                 task_id=task_id, conversation_id=cid, name=name, prompt=prompt, role="background", killed=False,
                 turn_started_at=self.clock(), origin=origin))

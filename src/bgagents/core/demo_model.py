@@ -7,6 +7,7 @@ between steps like a real model would. Everything it says is labelled as coming 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import xml.etree.ElementTree as ET
@@ -48,6 +49,12 @@ def _since_prompt(messages: list[ModelMessage]) -> tuple[str, list[str]]:
 def _slug(text: str) -> str:
     words = re.findall(r"[a-z0-9]+", text.lower())[:4]
     return "-".join(words) or "note"
+
+
+def _requested_name(instructions: str) -> str | None:
+    """The name a person asked for (`/bg` with a name: 'named "do-it"' in the event's instructions)."""
+    found = re.search(r'named ("(?:[^"\\]|\\.)*")', instructions)
+    return str(json.loads(found[1])) if found else None
 
 
 def _todos(done: int) -> list[dict[str, str]]:
@@ -96,7 +103,7 @@ def _answer(event: ET.Element) -> dict[str, Any]:
     if LONG_WORK.search(text) or "background agent" in instructions:
         return _send(f"That takes a while, so a background agent is on it: {text!r}. Its result comes here "
                      "when it is done; try /sessions or /peek meanwhile.",
-                     background_agents=[{"name": _slug(text), "prompt": text}])
+                     background_agents=[{"name": _requested_name(instructions) or _slug(text), "prompt": text}])
     if text.endswith("?"):
         return _send("Only you can decide that. Pick one (type its number):", buttons=["Yes", "No", "Later"])
     return _send(f"You said {text!r}. I answer quick things myself; ask me to research, write or plan "

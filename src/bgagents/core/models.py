@@ -90,7 +90,7 @@ class ModelRegistry:
             except UserError as exc:
                 raise UnknownModel(f"model '{name}' cannot be used: {_why(str(exc))}") from None
             except Exception as exc:  # a provider package that is missing, a malformed name
-                raise UnknownModel(f"model '{name}' cannot be used: {type(exc).__name__}: {_why(str(exc))}") from None
+                raise UnknownModel(f"model '{name}' cannot be used: {_why(str(exc) or type(exc).__name__)}") from None
         with self._lock:
             return self._models.setdefault(name, whole_answers_only(model))
 

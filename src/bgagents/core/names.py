@@ -44,19 +44,61 @@ def task_id() -> str:
     return "bg_" + _base36(ms, 8) + "".join(secrets.choice(_DIGITS) for _ in range(4))
 
 
+MAX_NAME = 40
+
+
 def slugify(text: str, taken: Container[str] = ()) -> str:
     """Lower case, stop words and one-letter words dropped, at most 4 words and 40 characters; unique."""
     words = [w for w in re.findall(r"[a-z0-9]+", text.lower()) if len(w) > 1 and w not in STOP_WORDS]
     base = ""
     for word in words[:4]:
         candidate = f"{base}-{word}" if base else word
-        if len(candidate) > 40:
+        if len(candidate) > MAX_NAME:
             break
         base = candidate
-    base = base or (words[0][:40] if words else "task")
-    name, n = base, 2
+    base = base or (words[0][:MAX_NAME] if words else "task")
+    return unique(base, taken)
+
+
+def given_name(text: str) -> str:
+    """A name a person chose, kept as written: its outer spaces go, inner runs of white space become one
+    space, a `/` or a control character a dash (a name is also a URL's path segment), and it is cut to 64
+    characters (what the database keeps)."""
+    printable = "".join(c if c.isprintable() and c != "/" else " " if c.isspace() else "-" for c in text)
+    return " ".join(printable.split())[:64] or "task"
+
+
+def unique(base: str, taken: Container[str] = ()) -> str:
+    """`base`, or `base-2`, `base-3`, … (cut so the whole stays within its length) when taken."""
+    name, n, room = base, 2, max(len(base), MAX_NAME)
     while name in taken:
         suffix = f"-{n}"
-        name = base[: 40 - len(suffix)] + suffix
+        name = base[: room - len(suffix)] + suffix
         n += 1
     return name
+
+
+def task_name(name: str | None, prompt: str) -> str:
+    """A task's name: the one given, kept, or a slug of its prompt."""
+    return given_name(name) if name and name.strip() else slugify(prompt)
+
+
+SLUG = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
+
+
+def chosen_slug(text: str) -> str:
+    """A name an agent chose: kept when it is a slug already (`do-it`, `tea-history`), else the slug of its
+    words as a prompt's would be (`Research the market` → `research-market`)."""
+    text = text.strip()
+    return text if len(text) <= MAX_NAME and SLUG.fullmatch(text) else slugify(text)
+
+
+def branch_part(name: str) -> str:
+    """A task's name as part of a git branch name: its every word, lower case, dashes, at most 40 characters."""
+    words: list[str] = re.findall(r"[a-z0-9]+", name.lower()) or ["task"]
+    part = words[0][:MAX_NAME]
+    for word in words[1:]:
+        if len(f"{part}-{word}") > MAX_NAME:
+            break
+        part = f"{part}-{word}"
+    return part

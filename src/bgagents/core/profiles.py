@@ -68,8 +68,12 @@ def _from_settings(name: str, spec: ProfileSettings, source: str) -> Profile:
     )
 
 
-def parse_markdown_profile(path: Path) -> Profile:
-    text = path.read_text(encoding="utf-8")
+def read_markdown_profile(path: Path) -> tuple[Profile, dict[str, Any]]:
+    """The profile a Markdown file defines, and its front matter as written (to warn of keys nobody reads)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"{path}: cannot be read: {exc}") from None
     meta: dict[str, Any] = {}
     body = text
     if text.startswith("---"):
@@ -80,29 +84,55 @@ def parse_markdown_profile(path: Path) -> Profile:
         try:
             loaded = yaml.safe_load(front) or {}
         except yaml.YAMLError as exc:
-            raise InvalidInput(f"{path}: front matter is not valid YAML: {exc}") from None
+            raise InvalidInput(f"{path}: front matter is not valid YAML: {_yaml_problem(exc)}") from None
         if not isinstance(loaded, dict):
             raise InvalidInput(f"{path}: front matter must be a mapping")
         meta = loaded
+    written = dict(meta)
     name = str(meta.pop("name", path.stem))
     if isinstance(meta.get("tools"), str):
         meta["tools"] = [t.strip() for t in meta["tools"].split(",") if t.strip()]
     try:
         spec = ProfileSettings.model_validate({**meta, "prompt": body.lstrip("-\n").strip()})
     except ValidationError as exc:
-        raise InvalidInput(f"{path}: {exc}") from None
-    return _from_settings(name, spec, str(path))
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'front matter'}: {e['msg']}"
+                             for e in exc.errors(include_url=False))
+        raise InvalidInput(f"{path}: {problems}") from None
+    return _from_settings(name, spec, str(path)), written
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's complaint in one line: what, and where in the file (its front matter starts on line 1)."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem:
+        mark = exc.problem_mark
+        return exc.problem + (f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else "")
+    return " ".join(str(exc).split())
+
+
+def parse_markdown_profile(path: Path) -> Profile:
+    return read_markdown_profile(path)[0]
 
 
 def profile_dirs(settings: Settings) -> list[Path]:
     return [settings.home / "agents", Path.cwd() / ".bgagents" / "agents"]
 
 
-def load_profiles(settings: Settings) -> dict[str, Profile]:
-    """Every profile the settings and profile folders define; a broken file is a clear error."""
-    profiles = dict(BUILTIN_PROFILES)
+def config_profiles(settings: Settings) -> tuple[dict[str, Profile], dict[str, str]]:
+    """The built-in profiles and those of `[agents.NAME]`, and a one-line error per broken one."""
+    profiles, broken = dict(BUILTIN_PROFILES), {}
     for name, spec in settings.agents.items():
-        profiles[name] = _from_settings(name, spec, "config.toml")
+        try:
+            profiles[name] = _from_settings(name, spec, f"{settings.home / 'config.toml'} [agents.{name}]")
+        except InvalidInput as exc:
+            broken[name] = exc.message
+    return profiles, broken
+
+
+def load_profiles(settings: Settings) -> dict[str, Profile]:
+    """Every profile the settings and profile folders define; a broken one is a clear error."""
+    profiles, broken = config_profiles(settings)
+    if broken:
+        raise InvalidInput(next(iter(broken.values())))
     for folder in profile_dirs(settings):
         if folder.is_dir():
             for path in sorted(folder.glob("*.md")):
@@ -111,8 +141,12 @@ def load_profiles(settings: Settings) -> dict[str, Profile]:
     return profiles
 
 
-def get_profile(profiles: dict[str, Profile], name: str) -> Profile:
+def get_profile(profiles: dict[str, Profile], name: str, broken: dict[str, str] | None = None) -> Profile:
+    """The profile `name`; else an error naming the known ones, or what is wrong with a broken one of that name."""
     try:
         return profiles[name]
     except KeyError:
-        raise UnknownAgent(f"unknown agent '{name}'; known agents: {', '.join(sorted(profiles))}") from None
+        if broken and name in broken:
+            raise UnknownAgent(f"agent '{name}' cannot be used: {broken[name]}") from None
+        unusable = f"; not usable: {', '.join(sorted(broken))} (`bgagents agents` says why)" if broken else ""
+        raise UnknownAgent(f"unknown agent '{name}'; known agents: {', '.join(sorted(profiles))}{unusable}") from None

@@ -39,9 +39,10 @@ from .events import EventBus
 from .extensions import Extension
 from .identity import Lease, lease_for, new_executor_id, own_pending, pending_executors
 from .models import ModelRegistry, concurrency_key, concurrency_limit
-from .names import slugify
+from .names import branch_part, task_name
 from .names import task_id as new_task_id
-from .profiles import Profile, get_profile, load_profiles
+from .profile_files import ProfileFiles
+from .profiles import Profile
 from .runner import Services, expire_if_queued_too_long
 from .schema import (
     ACTIVE,
@@ -89,7 +90,7 @@ class Runtime:
         self._launched = False  # DBOS launched by this runtime and not yet destroyed
         self.models = ModelRegistry()
         self.bus = EventBus()
-        self._profiles: dict[str, Profile] | None = None
+        self._profiles: ProfileFiles | None = None
         self._started = False
         self._watcher: asyncio.Task[None] | None = None
         self._git_lock = asyncio.Lock()  # one git operation on the shared repository at a time
@@ -141,7 +142,8 @@ class Runtime:
         outputs.mkdir(mode=0o700, parents=True, exist_ok=True)
         own_files = server_files(settings)
         sandbox = await prepare_bash(settings, own_files)
-        self._profiles = load_profiles(settings)
+        self._profiles = ProfileFiles(settings)
+        self._profiles.current()  # a broken file is logged at start
         self.db_engine = db.create_engine(settings.sqlalchemy_url)
         for extension in self.extensions:
             if extension.metadata is not None:
@@ -190,8 +192,14 @@ class Runtime:
         self._release()
 
     def profiles(self) -> dict[str, Profile]:
+        """Every usable profile by name; their files are read again when they change."""
         assert self._profiles is not None, "the runtime is not started"
-        return self._profiles
+        return self._profiles.current()
+
+    def broken_profiles(self) -> dict[str, str]:
+        """Profiles that cannot be used (or only in an earlier version): name → what is wrong."""
+        assert self._profiles is not None, "the runtime is not started"
+        return self._profiles.broken()
 
     async def _toolsets(self, task: Task) -> builtins.list[AbstractToolset[ToolContext]]:
         """The tools extensions add to this task's turn."""
@@ -446,7 +454,8 @@ class Runtime:
         `_siblings` counts tasks of the same batch per root, for the descendant limit."""
         if not isinstance(prompt, str) or not prompt.strip():
             raise InvalidInput("the prompt is empty", code="empty_prompt")
-        profile = get_profile(self.profiles(), agent or "general")
+        assert self._profiles is not None, "the runtime is not started"
+        profile = self._profiles.get(agent or "general")
         model_name = self._pick_model(model, profile)
         fallbacks = list(fallback_models if fallback_models is not None else profile.fallback_models)
         for fallback in fallbacks:
@@ -477,11 +486,11 @@ class Runtime:
             existing = await self.store.get_task(tid) if _id else None  # a replayed launch keeps its worktree
             worktree = existing.worktree if existing else await asyncio.to_thread(
                 worktrees.create, self.settings.workspace_path, self.settings.home / "worktrees", tid,
-                slugify(name or prompt), _worktree_start)
+                branch_part(task_name(name, prompt)), _worktree_start)
             assert worktree is not None
             workspace = worktree.workspace
         task = Task(
-            id=tid, name=slugify(name or prompt), description=description, status="queued", prompt=prompt,
+            id=tid, name=task_name(name, prompt), description=description, status="queued", prompt=prompt,
             agent=profile.name, model=model_name, fallback_models=fallbacks, concurrency_key=key,
             priority=int(priority), parent_id=parent_id or None, root_id=root_id or tid, depth=depth,
             limits=limits, created_at=now, queued_at=now, forked_from=_forked_from,

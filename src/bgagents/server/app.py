@@ -71,8 +71,9 @@ def create_app(runtime: Runtime, token: str, *, manage_runtime: bool = True, hos
     @api.get("/agents", tags=["meta"])
     async def agents(request: Request) -> list[dict[str, Any]]:
         rt: Runtime = request.app.state.runtime
-        return [p.model_dump(include={"name", "description", "model", "tools", "source"})
-                for p in rt.profiles().values()]
+        usable = [{**p.model_dump(include={"name", "description", "model", "tools", "source"}), "error": None}
+                  for p in rt.profiles().values()]
+        return usable + [{"name": name, "error": error} for name, error in sorted(rt.broken_profiles().items())]
 
     @api.get("/stats", tags=["meta"])
     async def stats(request: Request) -> dict[str, Any]:
