@@ -364,7 +364,8 @@ def test_cli_schedules_against_a_server(server_factory: Callable[..., ServerProc
     assert added.returncode == 0 and "inbox: next run" in added.stdout and "CE" in added.stdout
     (server.home / "schedules.toml").write_text('[walk]\ncron = "0 18 * * *"\nprompt = "Go for a walk"\n')
     listed = server.cli("schedule", "ls")
-    assert "inbox" in listed.stdout and "walk [file]" in listed.stdout, listed.stdout
+    rows = {line.split("\t")[0]: line.split("\t") for line in listed.stdout.splitlines()}  # piped: tab-separated
+    assert rows["inbox"][-1] == "api" and rows["walk"][-1] == "file", listed.stdout
     assert server.cli("schedule", "pause", "inbox").stdout.strip() == "paused inbox"
     assert "paused" in server.cli("schedule", "ls").stdout
     assert server.cli("schedule", "resume", "inbox").returncode == 0

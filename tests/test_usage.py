@@ -13,7 +13,7 @@ from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.usage import RequestUsage
 
 from bgagents import Runtime
-from bgagents.cli.main import parse_since
+from bgagents.cli.more import parse_since
 from bgagents.cli.render import usage_cell
 from bgagents.server import create_app
 

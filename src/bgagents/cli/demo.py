@@ -123,11 +123,12 @@ def run_demo(*, keep: bool, agents: int, port: int | None, json_mode: bool) -> i
             # started in the background of a script, SIGINT is ignored from the start: Ctrl-C (or kill -INT)
             # must still stop the demo, as it is about to say
             signal.signal(signal.SIGINT, signal.default_int_handler)
-            console.print("Look next:")
-            console.print(f"  {env} bgagents ls --all")
-            console.print(f"  {env} bgagents logs {ids[0]}")
-            console.print(f"  {env} bgagents show {ids[0]}")
-            console.print(f"  dashboard: {dashboard_url(url, token)}")
+            console.print("Look next, in another terminal:", soft_wrap=True)
+            console.print(f"  export {env}", soft_wrap=True, markup=False)
+            for command in ("ls --all", f"logs {ids[0]}", f"show {ids[0]}", f"output {ids[0]}",
+                            "launch 'write a haiku about queues' --wait"):
+                console.print(f"  bgagents {command}", soft_wrap=True, markup=False)
+            console.print(f"  dashboard: {dashboard_url(url, token)}", soft_wrap=True, markup=False)
             console.print(f"  API docs: {url}/docs   (Ctrl-C stops the server)")
             server.wait()
         else:

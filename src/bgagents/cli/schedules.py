@@ -7,11 +7,9 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
-from rich import box
-from rich.table import Table
-from rich.text import Text
 
-from .common import JsonOpt, call, console, emit
+from .common import JsonOpt, call, console, emit, print_list
+from .render import Cell, Column, Rows
 
 app = typer.Typer(name="schedule", help="Cron and one-shot schedules that start tasks or wake a conversation.",
                   no_args_is_help=True)
@@ -36,23 +34,26 @@ def _last(s: dict[str, Any]) -> str:
     return f"{_when(run['fired_at'], s['timezone'])}{late} {what}"
 
 
-def schedules_table(schedules: list[dict[str, Any]], wide: bool) -> Table:
-    """Names and next runs are never cut; the last run is shown on a wide terminal (and in --json)."""
-    names = [s["name"] + ("" if s["source"] == "api" else f" [{s['source']}]") for s in schedules]
-    table = Table(header_style="bold", expand=False, box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("NAME", no_wrap=True, min_width=max(len(n) for n in names))
-    table.add_column("WHEN", no_wrap=True, overflow="ellipsis", max_width=16)
-    table.add_column("NEXT", no_wrap=True, min_width=20)
-    table.add_column("STATE", no_wrap=True, min_width=6)
-    table.add_column("TARGET", no_wrap=True, overflow="ellipsis", max_width=24)
-    if wide:
-        table.add_column("LAST", overflow="ellipsis", max_width=48)
+def schedule_rows(schedules: list[dict[str, Any]], terminal: bool, wide: bool) -> tuple[list[Column], Rows]:
+    """Names and next runs are never cut; the last run is shown on a wide terminal, piped (a column of its own
+    for where each is defined, too) and in --json."""
+    names = [s["name"] + ("" if s["source"] == "api" or not terminal else f" [{s['source']}]") for s in schedules]
+    columns = [Column("NAME", {"no_wrap": True, "min_width": max(len(n) for n in names)}),
+               Column("WHEN", {"no_wrap": True, "overflow": "ellipsis", "max_width": 16}),
+               Column("NEXT", {"no_wrap": True, "min_width": 20}), Column("STATE", {"no_wrap": True, "min_width": 6}),
+               Column("TARGET", {"no_wrap": True, "overflow": "ellipsis", "max_width": 24})]
+    if wide or not terminal:
+        columns.append(Column("LAST", {"overflow": "ellipsis", "max_width": 48}))
+    if not terminal:
+        columns.append(Column("SOURCE"))
+    rows: Rows = []
     for name, s in zip(names, schedules, strict=True):
-        target = Text(f"conversation {s['conversation']}" if s.get("conversation") else
-                      f"task {s.get('model') or ''}".strip())
-        row = [Text(name), s.get("cron") or "once", _when(s.get("next_run_at"), s["timezone"]), _state(s), target]
-        table.add_row(*row, *([Text(_last(s))] if wide else []))
-    return table
+        target = (f"conversation {s['conversation']}" if s.get("conversation") else
+                  f"task {s.get('model') or ''}".strip())
+        row: list[Cell] = [name, s.get("cron") or "once", _when(s.get("next_run_at"), s["timezone"]), _state(s),
+                           target]
+        rows.append(row + ([_last(s)] if wide or not terminal else []) + ([] if terminal else [s["source"]]))
+    return columns, rows
 
 
 @app.command("add")
@@ -83,13 +84,9 @@ def add(
 @app.command("ls")
 def list_schedules(json_mode: JsonOpt = False) -> None:
     """List schedules with their next and last run."""
-    found = call(json_mode, lambda c: c.get("/schedules"))
-    if json_mode:
-        emit(found)
-    elif not found:
-        console.print("no schedules (add one with 'bgagents schedule add', or in $BGAGENTS_HOME/schedules.toml)")
-    else:
-        console.print(schedules_table(found, wide=console.width >= 120))
+    print_list(json_mode, call(json_mode, lambda c: c.get("/schedules")),
+               "no schedules (add one with 'bgagents schedule add', or in $BGAGENTS_HOME/schedules.toml)",
+               lambda found: schedule_rows(found, console.is_terminal, wide=console.width >= 120))
 
 
 def _act(method: str, path: str, json_mode: bool) -> dict[str, Any]:
