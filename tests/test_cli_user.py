@@ -312,13 +312,15 @@ def test_doctor_checks_without_a_server(tmp_path: Path) -> None:
     (home / "agents" / "broken.md").write_text("---\ntools: [read\n---\nx\n")
     (home / "agents" / "typo.md").write_text("---\ntool: read\n---\nx\n")
     (home / "schedules.toml").write_text('[walk]\ncron = "0 18 * * *"\nprompt = "Go"\nagent = "walker"\n')
-    found = doctor()
+    found = doctor(BGAGENTS_MODLE="demo")
     assert found.returncode == 1 and "Traceback" not in found.stdout + found.stderr
     lines = found.stdout.splitlines()
     expected = [f"warning: {home / 'config.toml'}: unknown key modle (ignored); did you mean 'model'?",
                 f"error: {home / 'agents' / 'broken.md'}: front matter is not valid YAML",
                 f"warning: {home / 'agents' / 'typo.md'}: unknown key tool (ignored); did you mean 'tools'?",
                 f"error: {home / 'schedules.toml'}: [walk] names unknown agent 'walker'",
+                "warning: environment variable BGAGENTS_MODLE is not a setting (ignored); did you mean "
+                "BGAGENTS_MODEL?",
                 "warning: no default model",
                 "error: agent profile 'coder': model 'openai:gpt-4o' cannot be used: OPENAI_API_KEY is not set"]
     for start in expected:

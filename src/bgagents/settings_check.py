@@ -91,6 +91,28 @@ def config_warnings(home: Path | None = None) -> list[str]:
     return [_unknown_line(str(path), key, known) for key, known in unknown_keys(Settings, data)]
 
 
+NOT_SETTINGS = frozenset({"DEMO_PAUSE", "TEST_POSTGRES_URL", "TOOL_RUN"})  # read elsewhere, on purpose
+
+
+def env_warnings(environ: Mapping[str, str]) -> list[str]:
+    """One line per `BGAGENTS_*` environment variable that no setting reads (e.g. BGAGENTS_MODLE)."""
+    lines = []
+    for key in sorted(environ):
+        if not key.upper().startswith("BGAGENTS_") or key[9:].upper() in NOT_SETTINGS:
+            continue
+        data: dict[str, Any] = {}
+        place = data
+        parts = key[9:].lower().split("__")
+        for part in parts[:-1]:
+            place = place.setdefault(part, {})
+        place[parts[-1]] = ""
+        for path, known in unknown_keys(Settings, data):
+            close = difflib.get_close_matches(path[-1], known, n=1)
+            hint = f"; did you mean {env_name((*path[:-1], close[0]))}?" if close else ""
+            lines.append(f"environment variable {key} is not a setting (ignored){hint}")
+    return lines
+
+
 def front_matter_warnings(where: str, meta: Mapping[str, Any]) -> list[str]:
     """One line per key of a Markdown profile's front matter that no profile setting reads."""
     return [_unknown_line(where, key, known)

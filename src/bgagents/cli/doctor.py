@@ -8,6 +8,7 @@ run it where the server runs.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
@@ -17,7 +18,7 @@ from rich.text import Text
 
 from ..errors import BgAgentsError
 from ..settings import Settings
-from ..settings_check import config_path, config_warnings, describe, front_matter_warnings
+from ..settings_check import config_path, config_warnings, describe, env_warnings, front_matter_warnings
 from .app import START, app
 from .client import Client, ClientError
 from .common import JsonOpt, console, emit
@@ -134,6 +135,7 @@ def findings() -> Iterator[Finding]:
     path = config_path(settings.home)
     yield Finding("ok", f"settings: home {settings.home}, {path if path.exists() else 'no config.toml'}")
     yield from (Finding("warning", line) for line in config_warnings(settings.home))
+    yield from (Finding("warning", line) for line in env_warnings(os.environ))
     wanted: list[tuple[str, str | None, str]] = []
     agents: set[str] = set()
     for item in _profiles(settings):
