@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import json
 import os
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -447,3 +448,81 @@ async def test_stop_while_waiting_for_approval_resumes_the_session(claude_env: F
     resumed = claude_env.main_requests()[-1]
     assert "make a file" in texts_of(resumed)
     assert not (tmp_path / "ws" / "asked.txt").exists()
+
+
+def test_a_tasks_bash_reaches_no_secret_and_writes_only_its_workspace(
+        server_factory: Any, claude_env: FakeAnthropic, tmp_path: Path) -> None:
+    """Claude Code's Bash ran with the server's whole environment (both provider keys, the API token), read
+    the server user's home and wrote outside the workspace. Now the CLI runs in the task's sandbox with only
+    what it needs, and its Bash in a sandbox of its own, as a native task's bash does."""
+    import shutil
+
+    if shutil.which("bwrap") is None:
+        pytest.skip("needs bubblewrap")
+    home = Path(os.environ["HOME"])  # the server user's home: the CLI's sessions and sign-in live there
+    (home / ".claude").mkdir(exist_ok=True)
+    (home / ".claude" / ".credentials.json").write_text('{"claudeAiOauth": {"accessToken": "oauth-secret"}}')
+    (home / ".ssh").mkdir()
+    (home / ".ssh" / "id_ed25519").write_text("ssh-private-key")
+    outside = tmp_path / "outside.txt"
+    server = server_factory(**{**claude_env.env(), "ANTHROPIC_API_KEY": "sk-ant-own-key"}, HOME=str(home),
+                            OPENAI_API_KEY="sk-openai-other-key", MY_SERVICE_TOKEN="service-token")
+    (server.home / "config.toml").write_text('webhooks = { allow_private = false }\n# config-secret\n')
+    server.start()
+    assert server.proc is not None
+    secrets = ("sk-ant-own-key", "sk-openai-other-key", "test-token", "service-token", "oauth-secret",
+               "ssh-private-key", "config-secret")
+    command = (f"{{ env; cat /proc/{server.proc.pid}/environ /proc/$PPID/environ /proc/[0-9]*/environ "
+               f"{home}/.claude/.credentials.json {home}/.ssh/id_ed25519 {server.home}/token "
+               f"{server.home}/config.toml; }} 2>/dev/null | tr '\\0' '\\n' | grep -o -E '{'|'.join(secrets)}' "
+               f"| sort -u | sed 's/^/LEAK /'; echo pwned > {outside}; echo pwned >> {home}/.bashrc; "
+               "echo made > inside.txt && cat inside.txt")
+    claude_env.script = Steps([tool("Bash", command=command, description="Probe"),
+                               tool("Read", file_path=f"{home}/.claude/.credentials.json"),
+                               tool("Write", file_path=str(server.home / "agents" / "evil.md"), content="x")],
+                              answer="probed")
+    with server.client() as api:
+        task = api.post("/tasks", json={"prompt": "probe", "model": MODEL}).json()
+        done = api.get(f"/tasks/{task['id']}/output", params={"wait": True, "timeout": 90}).json()
+    server.stop()
+    assert done["status"] == "completed", (done, server.log_text())
+    bash, read, write = [json.dumps(r) for r in tool_results(claude_env.main_requests()[-1])]
+    assert "made" in bash and "LEAK" not in bash, bash
+    assert "outside the workspace" in read and "oauth-secret" not in read, read
+    assert "outside the workspace" in write and not (server.home / "agents").exists(), write
+    assert not outside.exists()
+    assert "pwned" not in ((home / ".bashrc").read_text() if (home / ".bashrc").exists() else "")
+    assert (server.home / "workspace" / "inside.txt").read_text() == "made\n"
+
+
+async def test_its_bash_is_offline_with_the_profiles_network_off(claude_env: FakeAnthropic, tmp_path: Path) -> None:
+    """The CLI reaches its model; the commands of its Bash do not reach the network (the same endpoint)."""
+    import shutil
+
+    from bgagents.settings import ProfileSettings
+
+    if shutil.which("bwrap") is None:
+        pytest.skip("needs bubblewrap")
+    command = f"exec 3<>/dev/tcp/127.0.0.1/{claude_env.port} && echo CONNECTED; echo tried"
+    claude_env.script = Steps([tool("Bash", command=command, description="Reach out")], answer="offline")
+    settings = make_settings(tmp_path, agents={"offline": ProfileSettings(runner="claude-code", network=False)})
+    async with Runtime(settings) as rt:
+        done = await rt.wait((await rt.launch("reach", agent="offline")).id, timeout=60)
+    assert done.status == "completed", done.error
+    out = json.dumps(tool_results(claude_env.main_requests()[-1]))
+    assert "tried" in out and "CONNECTED" not in out, out
+
+
+async def test_without_the_sandbox_the_cli_still_gets_only_what_it_needs(
+        claude_env: FakeAnthropic, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bgagents.settings import SandboxSettings
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-other-key")
+    monkeypatch.setenv("BGAGENTS_TOKEN", "the-api-token")
+    claude_env.script = Steps([tool("Bash", command="env; echo listed", description="Env")], answer="done")
+    async with Runtime(make_settings(tmp_path, sandbox=SandboxSettings(mode="off"))) as rt:
+        done = await rt.wait((await rt.launch("env", model=MODEL)).id, timeout=60)
+    assert done.status == "completed", done.error
+    out = json.dumps(tool_results(claude_env.main_requests()[-1]))
+    assert "listed" in out and "ANTHROPIC_BASE_URL" in out, out
+    assert "sk-openai-other-key" not in out and "the-api-token" not in out, out

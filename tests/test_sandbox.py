@@ -161,7 +161,8 @@ def test_serve_says_in_one_line_at_start_what_is_not_protected(server_factory: C
     server.start(timeout=90)
     server.stop()
     lines = [line for line in server.log_text().splitlines() if "not protected" in line]
-    assert len(lines) == 1 and "bash runs unsandboxed (bwrap is not installed" in lines[0], server.log_text()
+    assert len(lines) == 1, server.log_text()
+    assert "bash and Claude Code tasks run unsandboxed (bwrap is not installed" in lines[0]
 
 
 def test_serve_with_the_sandbox_required_but_missing_says_so_in_one_line(tmp_path: Path) -> None:

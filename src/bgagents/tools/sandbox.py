@@ -68,6 +68,8 @@ class Sandbox:
     read_only: tuple[Path, ...] = ()  # the system, the programs on PATH, [sandbox] read_only
     home: Path | None = None  # $HOME of the command: an empty tmpfs there
     network: bool = True
+    shared_tmp: bool = False  # /tmp is the caller's (a sandbox inside another: the outer one's private /tmp)
+    covered: tuple[Path, ...] = ()  # folders shown empty (e.g. a sandbox's parent's private state)
 
     def with_network(self, network: bool | None) -> Sandbox:
         return self if network is None or network == self.network else dataclasses.replace(self, network=network)
@@ -79,16 +81,25 @@ class Sandbox:
     def with_read_only(self, *paths: Path) -> Sandbox:
         return dataclasses.replace(self, read_only=(*self.read_only, *paths))
 
+    def with_writable(self, *paths: Path) -> Sandbox:
+        return dataclasses.replace(self, writable=(*self.writable, *paths))
+
     def mounts(self) -> list[list[str]]:
         """The mounts, parents before what is mounted inside them; the server's files inside any of them
         are covered (looked up at each call: a file the server creates later is covered too)."""
         task_area = self.writable[0]
         mounts: list[tuple[Path, list[str]]] = [(p, ["--ro-bind-try", str(p), str(p)]) for p in self.read_only]
-        mounts += [(Path("/tmp"), ["--tmpfs", "/tmp"]), (Path("/var/tmp"), ["--tmpfs", "/var/tmp"])]
+        mounts += [(Path("/tmp"), ["--bind", "/tmp", "/tmp"] if self.shared_tmp else ["--tmpfs", "/tmp"]),
+                   (Path("/var/tmp"), ["--tmpfs", "/var/tmp"])]
         if self.home is not None:
             mounts.append((self.home, ["--tmpfs", str(self.home)]))
         mounts += [(w, ["--bind", str(w), str(w)]) for w in self.writable]
         covered: set[Path] = set()
+        for path in self.covered:
+            if any(within(path, root) for root in (*self.read_only, *self.writable, *([self.home] if self.home
+                                                                                     else []))):
+                covered.add(path)
+                mounts.append((path, ["--tmpfs", str(path)]))
         for root in (*self.read_only, *self.writable):
             for path in self.server.hidden_in(root, task_area):
                 if path not in covered:
@@ -99,7 +110,8 @@ class Sandbox:
         mounts.sort(key=lambda m: (len(m[0].parts), m[1][0] == "--bind"))
         return [m for _, m in mounts]
 
-    def argv(self, command: list[str]) -> list[str]:
+    def argv(self, command: list[str], cwd: str | None = None) -> list[str]:
+        """bwrap's command line for `command`, started in `cwd` (default: the workspace)."""
         args = [self.bwrap, "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
                 "--dev", "/dev", "--proc", "/proc"]
         for mount in self.mounts():
@@ -107,7 +119,7 @@ class Sandbox:
         args += ["--remount-ro", "/"]
         if not self.network:
             args.append("--unshare-net")
-        return [*args, "--chdir", str(self.workspace), "--", *command]
+        return [*args, "--chdir", cwd or str(self.workspace), "--", *command]
 
 
 def in_a_home(path: Path, user_home: Path) -> bool:
@@ -193,6 +205,6 @@ async def choose(mode: str, server: ServerFiles, network: bool,
         return sandbox, None
     if mode == "on":
         raise SandboxUnavailable(f"sandbox mode is 'on' but the bash sandbox cannot run: {why}")
-    return None, (f"not protected: bash runs unsandboxed ({why}), so a task can read and change whatever the "
-                  "server's user can; install bubblewrap, or set [sandbox] mode = \"off\" "
+    return None, (f"not protected: bash and Claude Code tasks run unsandboxed ({why}), so a task can read and "
+                  "change whatever the server's user can; install bubblewrap, or set [sandbox] mode = \"off\" "
                   "(BGAGENTS_SANDBOX__MODE=off) to silence this note")

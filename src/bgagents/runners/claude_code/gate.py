@@ -1,7 +1,9 @@
 """Every tool call of Claude Code passes here first: the loop breaker, the `tool_calls` budget and the
 profile's permissions, and Claude Code's own permission requests become bgagents approvals.
 
-A `PreToolUse` hook sees every call: the profile's `allow` lets it run, `deny` refuses it, `ask`
+A `PreToolUse` hook sees every call. A file tool's path must lead inside the task's workspace and not to
+one of the server's files (as for the native file tools), and with the network off the web tools are
+refused; then the profile's `allow` lets it run, `deny` refuses it, `ask`
 hands it back to Claude Code as a permission request, which arrives at `can_use_tool` — as do the
 requests Claude Code raises itself. Each becomes an approval: the task is `waiting` until a person
 decides from any interface, or `approval_timeout` passes (denied).
@@ -20,11 +22,16 @@ from ...core.durable import LoopBreaker, TurnStopped
 from ...core.permissions import decide
 from ...core.runner import Services
 from ...core.schema import Approval, Task
+from ...tools.workspace import WorkspaceError, resolve_path
 
 # Claude Code's tool names -> the bgagents names profiles use in `permissions` and `tools`
 TOOL_NAMES = {"Bash": "bash", "Read": "read", "Write": "write", "Edit": "edit", "MultiEdit": "edit",
               "NotebookEdit": "edit", "Glob": "glob", "Grep": "grep", "TodoWrite": "todowrite",
               "TaskCreate": "todowrite", "TaskUpdate": "todowrite", "TaskList": "todoread", "TaskGet": "todoread"}
+# Claude Code's file tools -> the argument naming the file or folder they work on
+PATH_ARGS = {"Read": "file_path", "Write": "file_path", "Edit": "file_path", "MultiEdit": "file_path",
+             "NotebookEdit": "notebook_path", "Glob": "path", "Grep": "path", "LS": "path"}
+NETWORK_TOOLS = ("WebFetch", "WebSearch")
 DECIDED = ("task.approved", "task.denied")
 POLL = 1.0  # seconds between reads of a pending approval (a decision made in another process)
 
@@ -38,8 +45,9 @@ def permission_args(tool: str, args: dict[str, Any]) -> dict[str, Any]:
 
 class ToolGate:
     def __init__(self, services: Services, task: Task, turn: int, permissions: dict[str, Any],
-                 breaker: LoopBreaker, max_tool_calls: float | None) -> None:
+                 breaker: LoopBreaker, max_tool_calls: float | None, network: bool = True) -> None:
         self.services = services
+        self.network = network
         self.task = task
         self.workflow = f"{task.id}.{turn}"
         self.permissions = permissions
@@ -60,11 +68,27 @@ class ToolGate:
         except TurnStopped as stop:
             self.stopped = self.stopped or stop
             return _decision("deny", stop.message)
+        refused = self.out_of_bounds(tool, args)
+        if refused is not None:
+            return _decision("deny", refused)
         decision, why = decide(self.permissions, TOOL_NAMES.get(tool, tool), permission_args(tool, args),
                                self.services.workspace_for(self.task))
         if decision == "ask" and tool_use_id:
             self._why[tool_use_id] = why
         return _decision(decision, why)
+
+    def out_of_bounds(self, tool: str, args: dict[str, Any]) -> str | None:
+        """Why a call reaches what the task may not (a path outside its workspace, the network), or None."""
+        if tool in NETWORK_TOOLS and not self.network:
+            return f"{tool} needs the network, and this agent's network is off"
+        path = args.get(PATH_ARGS.get(tool, ""))
+        if not isinstance(path, str) or not path:
+            return None
+        try:
+            resolve_path(self.services.workspace_for(self.task), path, server=self.services.server_files)
+        except WorkspaceError as exc:
+            return str(exc)
+        return None
 
     async def can_use_tool(self, tool: str, args: dict[str, Any],
                            context: ToolPermissionContext) -> PermissionResultAllow | PermissionResultDeny:

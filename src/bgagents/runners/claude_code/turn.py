@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -23,10 +24,11 @@ from dbos import DBOS
 from ...core.durable import LoopBreaker, ShuttingDown, TurnStopped
 from ...core.profiles import Profile, get_profile
 from ...core.progress import ProgressTracker
-from ...core.runner import Services, _finish, _snapshot, _worktree_stat
+from ...core.runner import Services, _finish, _sandbox, _snapshot, _worktree_stat
 from ...core.schema import Attempt, Progress, Task
 from ...core.store import load_messages
 from . import sdk, session
+from .confine import confine
 from .gate import ToolGate
 from .options import build_options
 from .stream import StreamReader
@@ -105,13 +107,17 @@ async def _converse(services: Services, task: Task, turn: int, prompt: str, plan
     """Runs the CLI until the turn is over; returns (status, output, error, end_reason)."""
     limits = services.limits
     breaker = LoopBreaker(limits.consecutive_threshold, limits.max_tool_calls, baseline.tool_calls)
-    gate = ToolGate(services, task, turn, profile.permissions, breaker, task.limits.get("tool_calls"))
+    sandbox = _sandbox(services, task, profile)
+    gate = ToolGate(services, task, turn, profile.permissions, breaker, task.limits.get("tool_calls"),
+                    network=sandbox is None or sandbox.network)
     options: ClaudeAgentOptions = build_options(services, task, profile, plan, recovering, baseline)
     options.hooks = {"PreToolUse": [HookMatcher(matcher=None, hooks=[gate.pre_tool_use])]}  # type: ignore[list-item]
     options.can_use_tool = gate.can_use_tool
     options.stderr = lambda line: log.debug("claude-code %s: %s", task.id, line)
     reader = StreamReader(tracker, messages, task.model)
     run_dir = services.outputs_dir.parent / "run"
+    launcher = run_dir / f"{task.id}.claude"
+    await asyncio.to_thread(confine, options, sandbox, launcher)
 
     if recovering:
         first = session.RECOVERY_PROMPT
@@ -210,6 +216,7 @@ async def _converse(services: Services, task: Task, turn: int, prompt: str, plan
             with contextlib.suppress(BaseException):
                 await asyncio.shield(closing)
         session.forget_process(run_dir, task.id)
+        shutil.rmtree(launcher, ignore_errors=True)
 
 
 def _over_budget(task: Task, progress: Progress) -> TurnStopped | None:
