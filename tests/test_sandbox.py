@@ -205,6 +205,14 @@ def outside_tmp() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def user_home(home: Path, files: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server user's $HOME, with these files in it."""
+    for name, text in files.items():
+        (home / name).parent.mkdir(parents=True, exist_ok=True)
+        (home / name).write_text(text)
+    monkeypatch.setenv("HOME", str(home))
+
+
 def unix_server(path: str) -> socket.socket:
     """A Unix socket that answers every connection with a greeting (a database's socket, for the test)."""
     import threading
@@ -245,10 +253,7 @@ async def test_the_sandbox_hides_homes_and_sockets(tmp_path: Path, outside_tmp: 
     home = outside_tmp / "home"
     secrets = {".claude/.credentials.json": "claude-oauth-secret", ".ssh/id_ed25519": "ssh-private-key",
                ".aws/credentials": "aws-secret-key", ".pgpass": "pg-password", ".netrc": "netrc-password"}
-    for name, text in secrets.items():
-        (home / name).parent.mkdir(parents=True, exist_ok=True)
-        (home / name).write_text(text)
-    monkeypatch.setenv("HOME", str(home))
+    user_home(home, secrets, monkeypatch)
     (outside_tmp / "run").mkdir()
     listener = unix_server(str(outside_tmp / "run" / ".s.PGSQL.5432"))
     abstract = unix_server(f"\0bgagents-test-{os.getpid()}")
@@ -281,3 +286,26 @@ async def test_the_sandbox_hides_homes_and_sockets(tmp_path: Path, outside_tmp: 
     assert not any(text in out for text in secrets.values()), out
     assert (tmp_path / "ws" / "made.txt").read_text() == "made\n"
     assert not (home / "scratch").exists()  # the command's $HOME was its own
+
+
+@needs_bwrap
+async def test_a_workspace_of_the_home_still_hides_its_credentials_and_the_servers_files(
+        outside_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The workspace is the server user's home, holding $BGAGENTS_HOME: bash and the file tools see the
+    person's files, not their credentials nor the server's token."""
+    from .test_builtin_tools import call_tool, make_ctx
+
+    home = outside_tmp / "me"
+    secrets = {".ssh/id_ed25519": "ssh-private-key", ".claude/.credentials.json": "claude-oauth-secret",
+               ".aws/credentials": "aws-secret-key", ".netrc": "netrc-password", ".bgagents/token": "api-token"}
+    user_home(home, {**secrets, "notes.txt": "my notes"}, monkeypatch)
+    settings = Settings(home=home / ".bgagents", workspace=home, sandbox=SandboxSettings(network=False))
+    async with Runtime(settings) as rt:
+        ctx = make_ctx(outside_tmp, sandbox=rt.services.sandbox, server_files=rt.services.server_files)
+        ctx.workspace = home.resolve()
+        shown = await call_tool(ctx, "bash", {"command": f"cat notes.txt {' '.join(secrets)}; ls -A"})
+        read = [await call_tool(ctx, "read", {"path": name}) for name in secrets]
+        found = await call_tool(ctx, "grep", {"pattern": "secret|key|password|token"})
+    assert "my notes" in shown and not any(text in shown for text in secrets.values()), shown
+    assert all("server's own files or its user's credentials" in r for r in read), read
+    assert not any(text in found for text in secrets.values()), found

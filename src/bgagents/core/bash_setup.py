@@ -27,7 +27,7 @@ def secret_files(settings: Settings) -> list[Path]:
 
 
 def server_files(settings: Settings) -> ServerFiles:
-    return ServerFiles.of(settings.home, settings.workspace_path, secret_files(settings))
+    return ServerFiles.of(settings.home, settings.workspace_path, secret_files(settings), user_home=Path.home())
 
 
 async def prepare_bash(settings: Settings, server: ServerFiles) -> Sandbox | None:

@@ -7,18 +7,16 @@ does — leave the process group or the session (`setsid`), drop the environment
 end the guard kills its children until it has none left. The sandbox needs none of this: there bwrap is
 the process 1 of the command's own PID namespace.
 
-Run as a script, `python -I -S guard.py SERVER_PID COMMAND`: the standard library only, no site packages
-imported (about 25 ms).
+Run as a script, `python -I -S guard.py SERVER_PID COMMAND`: no site packages, and of the standard
+library only what it needs (os, signal, ctypes): about 20 ms of CPU at its start.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 import signal
 import sys
-from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -32,20 +30,27 @@ def _stop(signum: int, frame: object) -> None:
     raise Stop
 
 
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
 def children(pid: int) -> list[int]:
     """The live and zombie children of `pid` (every thread's children file, else a scan of /proc)."""
     found: list[int] = []
     try:
         for task in os.scandir(f"/proc/{pid}/task"):
-            found += [int(c) for c in Path(task.path, "children").read_text().split()]
+            found += [int(c) for c in _read(f"{task.path}/children").split()]
         return found
     except OSError:
         pass
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                if int(Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+            try:
+                if int(_read(f"{entry.path}/stat").rsplit(")", 1)[1].split()[1]) == pid:
                     found.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                pass
     return found
 
 
@@ -54,11 +59,15 @@ def end_all() -> None:
     me = os.getpid()
     while kids := children(me):
         for kid in kids:
-            with contextlib.suppress(ProcessLookupError):
+            try:
                 os.kill(kid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         for kid in kids:
-            with contextlib.suppress(ChildProcessError):
+            try:
                 os.waitpid(kid, 0)
+            except ChildProcessError:
+                pass
 
 
 def main(server: int, command: str) -> int:

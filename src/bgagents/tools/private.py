@@ -6,7 +6,8 @@ The default workspace (`$BGAGENTS_HOME/workspace`) and a task's own worktree are
 workspace *is* the home, the files a person keeps there are the task's too, and only the entries the server
 creates (`HOME_ENTRIES`) are the server's. When the home is inside the workspace (a workspace of `~`
 with the home at `~/.bgagents`), all of it is the server's. Secret files kept outside the home (a SQLite
-database elsewhere) are named one by one.
+database elsewhere) are named one by one, and so are the server user's credentials (`CREDENTIALS`: ~/.ssh,
+~/.aws, ~/.claude...), which a workspace of `~` would otherwise hold.
 
 Paths are judged resolved (symbolic links followed), and opened with `open_resolved`, which follows no
 link: a link a task plants between the check and the open makes the open fail.
@@ -27,6 +28,12 @@ HOME_ENTRIES = ("token", "config.toml", "webhook-secret", "schedules.toml", "age
                 "worktrees", "logs", "*.db", "*.db-*", "*.db.*", "*.log", "*.sqlite*")
 
 
+# where a person's credentials live in their home: out of reach also when the workspace holds the home
+CREDENTIALS = (".ssh", ".aws", ".azure", ".gnupg", ".pgpass", ".netrc", ".git-credentials", ".npmrc", ".pypirc",
+               ".docker", ".kube", ".claude", ".claude.json", ".config/gcloud", ".config/gh",
+               ".cargo/credentials.toml", ".local/share/keyrings", ".password-store")
+
+
 def within(path: Path, root: Path) -> bool:
     return path == root or path.is_relative_to(root)
 
@@ -35,18 +42,26 @@ def within(path: Path, root: Path) -> bool:
 class ServerFiles:
     home: Path  # $BGAGENTS_HOME, resolved
     workspace: Path  # the configured workspace, resolved
-    elsewhere: tuple[Path, ...] = ()  # secret files outside the home, resolved
+    elsewhere: tuple[Path, ...] = ()  # secret files and folders outside the home, resolved
 
     @classmethod
-    def of(cls, home: Path, workspace: Path, secret_files: Iterable[Path] = ()) -> ServerFiles:
+    def of(cls, home: Path, workspace: Path, secret_files: Iterable[Path] = (),
+           user_home: Path | None = None) -> ServerFiles:
+        """`user_home`: the server user's home, whose `CREDENTIALS` are secret files too."""
         home, workspace = home.expanduser().resolve(), workspace.expanduser().resolve()
-        elsewhere = tuple(p for p in (f.expanduser().resolve() for f in secret_files) if not within(p, home))
+        secret = [*secret_files, *([user_home / c for c in CREDENTIALS] if user_home is not None else [])]
+        elsewhere = tuple(p for p in (f.expanduser().resolve() for f in secret) if not within(p, home))
         return cls(home=home, workspace=workspace, elsewhere=elsewhere)
+
+    def showing(self, *paths: Path) -> ServerFiles:
+        """The same, minus secret files within `paths` (a sandbox that must show them: Claude Code's config)."""
+        return ServerFiles(self.home, self.workspace,
+                           tuple(p for p in self.elsewhere if not any(within(p, s) for s in paths)))
 
     def owns(self, path: Path, task_area: Path | None = None) -> bool:
         """Whether the resolved `path` is the server's; `task_area` is where the task works (its worktree,
         which lies in the home), counted as the task's."""
-        if path in self.elsewhere:
+        if any(within(path, secret) for secret in self.elsewhere):
             return True
         if not within(path, self.home):
             return False

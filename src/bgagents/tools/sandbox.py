@@ -135,17 +135,15 @@ def readable(environ: Mapping[str, str], extra: Iterable[Path], server: ServerFi
     resolv = Path("/etc/resolv.conf").resolve()  # a link into /run (systemd-resolved) would break DNS
     if not within(resolv, Path("/etc")) and resolv.exists():
         found.append(resolv)
+    homes = (*HOMES, user_home, server.home)
     for entry in environ.get("PATH", "").split(os.pathsep):
-        path = Path(entry)
-        if not path.is_absolute() or not path.is_dir() or in_a_home(path, user_home):
-            continue
-        found.append(path.resolve())
+        path = Path(entry).resolve() if entry.startswith("/") else None
+        if path is None or not path.is_dir() or in_a_home(path, user_home) or any(within(h, path) for h in homes):
+            continue  # a PATH of `/` or `/home` would show every home
+        found.append(path)
         config = path.parent / "pyvenv.cfg"
-        if config.is_file():
-            found.append(path.parent.resolve())
-            base = _venv_base(config)
-            if base is not None:
-                found.append(base)
+        base = _venv_base(config) if config.is_file() else None
+        found += [p for p in (path.parent, base) if p is not None and not any(within(h, p) for h in homes)]
     found += [p.expanduser().resolve() for p in extra if p.expanduser().exists()]
     kept: list[Path] = []
     for path in found:
@@ -169,9 +167,10 @@ def _venv_base(config: Path) -> Path | None:
 def plan(bwrap: str, server: ServerFiles, network: bool, read_only: Iterable[Path] = (),
          environ: Mapping[str, str] = os.environ) -> Sandbox:
     """The sandbox of this runtime's workspace."""
-    home = Path(environ["HOME"]) if environ.get("HOME", "").startswith("/") else None
+    home = Path(environ.get("HOME") or "/").resolve()  # an empty private $HOME there (never over `/`)
     return Sandbox(bwrap=bwrap, workspace=server.workspace, writable=(server.workspace,), server=server,
-                   read_only=readable(environ, read_only, server), home=home, network=network)
+                   read_only=readable(environ, read_only, server), home=home if len(home.parts) > 1 else None,
+                   network=network)
 
 
 async def probe(sandbox: Sandbox) -> str | None:

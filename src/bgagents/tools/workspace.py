@@ -37,7 +37,8 @@ def resolve_path(workspace: Path, path: str, *, extra_roots: Iterable[Path] = ()
     if not any(resolved == r or resolved.is_relative_to(r) for r in (root, *(e.resolve() for e in extra_roots))):
         raise WorkspaceError(f"path '{path}' resolves outside the workspace ({root}); use paths inside it")
     if server is not None and server.owns(resolved, task_area=root):
-        raise WorkspaceError(f"path '{path}' is one of the bgagents server's own files; use your own files")
+        raise WorkspaceError(f"path '{path}' is one of the server's own files or its user's credentials; "
+                             "use the workspace's files")
     return resolved
 
 
