@@ -144,7 +144,7 @@ async def test_demotion_after_the_wait_and_the_demoted_answer_returns_as_an_even
     rt, brain = await conv(wait_threshold=0.3)
     gate = brain.hold("long job")
     first = await rt.conversations.message(CID, "long job")
-    await until(lambda: _running(rt), "the first turn to run")
+    await until(lambda: _held(brain), "the model to hold the first turn's request")
     await rt.conversations.message(CID, "quick question")
     assert await responses(rt, 1) == ["echo: quick question"]
     forked = brain.events("user-message")[-1]
@@ -163,6 +163,11 @@ async def test_demotion_after_the_wait_and_the_demoted_answer_returns_as_an_even
 async def _main_turn_queued(rt: Runtime) -> bool:
     """A main turn (priority 10) waits in the queue."""
     return any(t.priority >= 10 for t in await rt.list("queued"))
+
+
+async def _held(brain: Brain) -> bool:
+    """The model has the first request (a turn can be `running` before its request reaches the model)."""
+    return bool(brain.events("user-message"))
 
 
 async def _running(rt: Runtime, name: str | None = None) -> bool:
@@ -307,6 +312,28 @@ async def test_clear_and_push_to_background(conv: Any) -> None:
     assert len(user_texts(brain.histories[-1])) == 1  # a fresh main session: only its own event
     history = {h["name"]: h["task_id"] for h in await rt.conversations.history(CID) if h["kind"] == "event"}
     assert history["fresh"] != history["meanwhile"]
+
+
+async def test_a_push_before_the_first_answer_keeps_what_the_person_asked(conv: Any) -> None:
+    """The person's message is stored when its turn starts: pushed to the background (or peeked at) while
+    the model still holds the first request, the new main turn and the peek model both see it, and the
+    finished session's transcript has it once."""
+    rt, brain = await conv()
+    gate = brain.hold("paint the fence blue")
+    first = await rt.conversations.message(CID, "paint the fence blue")
+    await until(lambda: _held(brain), "the model to hold the request")
+    assert await rt.conversations.peek(CID, first.name)
+    assert "paint the fence blue" in " ".join(user_texts(brain.histories[-1]))  # the peek model saw it
+    await rt.conversations.background(CID)
+    await rt.conversations.message(CID, "which colour did I say?")
+    assert await responses(rt, 1) == ["echo: which colour did I say?"]
+    said = " ".join(user_texts(brain.histories[-1]))
+    assert "paint the fence blue" in said and "which colour did I say?" in said  # the new main turn saw both
+    gate.set()
+    await responses(rt, 2)
+    pushed = (await rt.conversations.history(CID))[0]["task_id"]
+    transcript = await rt.transcript(pushed, limit=1000)
+    assert [e.role for e in transcript].count("user") == 1, transcript
 
 
 async def test_demo_model_answers_and_delegates(tmp_path: Path) -> None:

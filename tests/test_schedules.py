@@ -28,6 +28,7 @@ from bgagents.schedules import tables
 from bgagents.schedules.spec import ScheduleSpec
 from bgagents.schedules.timing import cron_times, due_runs, late_text
 from bgagents.server import create_app
+from bgagents.settings import ScheduleSettings
 from tests.conftest import ROOT, ServerProcess, tool_returns, user_texts
 
 HOUR, DAY = 3600.0, 86400.0
@@ -85,6 +86,12 @@ def test_bad_cron_or_time_zone_is_refused() -> None:
                 {"cron": "0 8 * * *", "at": "2026-01-01T00:00:00"}, {}):
         with pytest.raises(ValidationError):
             ScheduleSpec.model_validate({"name": "x", "prompt": "p", **bad})
+    # zoneinfo reads a zone's name as a file name: too long for one, a folder, a file that is no zone, a NUL
+    for zone in ("A" * 3000, "Europe/" + "x" * 300, "Europe", "zone.tab", "../etc/passwd", "Europe/Berlin\0"):
+        with pytest.raises(ValidationError, match="is not an IANA time zone"):
+            ScheduleSpec.model_validate({"name": "x", "prompt": "p", "cron": "0 8 * * *", "timezone": zone})
+        with pytest.raises(ValidationError, match="is not an IANA time zone"):
+            ScheduleSettings(timezone=zone)
 
 
 # -- on the runtime --------------------------------------------------------------------------------
@@ -331,6 +338,10 @@ async def test_api_crud_and_bad_input(runtime: Runtime) -> None:
         bad_zone = await api.post("/schedules", json={"name": "x", "prompt": "p", "cron": "0 8 * * *",
                                                       "timezone": "Nowhere/City"})
         assert bad_zone.status_code == 422 and "IANA time zone" in bad_zone.json()["error"]["message"]
+        huge_zone = await api.post("/schedules", json={"name": "x", "prompt": "p", "cron": "0 8 * * *",
+                                                       "timezone": "A" * 3000})
+        message = huge_zone.json()["error"]["message"]
+        assert huge_zone.status_code == 422 and "is not an IANA time zone" in message and len(message) < 300
         past = await api.post("/schedules", json={"name": "x", "prompt": "p", "at": "2000-01-01T00:00:00Z"})
         assert past.status_code == 400 and past.json()["error"]["code"] == "past_time"
         unknown = await api.post("/schedules", json={"name": "x", "prompt": "p", "cron": "0 8 * * *",

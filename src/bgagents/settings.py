@@ -137,12 +137,20 @@ class TelegramSettings(BaseModel):
         return value
 
 
+MAX_ZONE_NAME = 128  # the longest IANA name has 32 characters
+
+
 def iana_zone(value: str) -> str:
-    """`value` if it names an IANA time zone (zoneinfo), else a ValueError that says so."""
+    """`value` if it names an IANA time zone (zoneinfo), else a ValueError that says so (quoting at most the
+    start of a long value). zoneinfo looks the name up as a file: a name too long for one, a folder (`Europe`)
+    or a file that is no zone raise OSError or ValueError, and each is only a name that is not a zone."""
     try:
+        if len(value) > MAX_ZONE_NAME:
+            raise ValueError(value)
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"'{value}' is not an IANA time zone (e.g. 'Europe/Berlin', 'UTC')") from None
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        shown = value if len(value) <= 60 else value[:60] + f"… ({len(value)} characters)"
+        raise ValueError(f"'{shown}' is not an IANA time zone (e.g. 'Europe/Berlin', 'UTC')") from None
     return value
 
 

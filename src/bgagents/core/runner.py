@@ -16,7 +16,7 @@ from opentelemetry.trace import TracerProvider
 from pydantic_ai import Agent, StructuredDict
 from pydantic_ai.capabilities import Instrumentation
 from pydantic_ai.exceptions import UnexpectedModelBehavior, UsageLimitExceeded
-from pydantic_ai.messages import ModelMessage, ToolCallPart, repair_messages
+from pydantic_ai.messages import ModelMessage, ModelRequest, ToolCallPart, UserPromptPart, repair_messages
 from pydantic_ai.models.instrumented import InstrumentationSettings
 from pydantic_ai.toolsets import AbstractToolset
 from pydantic_ai.usage import RunUsage, UsageLimits
@@ -196,10 +196,17 @@ async def _snapshot(store: Store, task_id: str, turn: int) -> dict[str, Any]:
             "model": task.model}  # a fallback during the turn changes the task's; its replay starts from this
 
 
-async def _turn_start(store: Store, task_id: str, turn: int) -> dict[str, Any]:
+async def _turn_start(store: Store, task_id: str, turn: int, prompt: str) -> dict[str, Any]:
     """The snapshot, and the steering sent while the task was queued (given at its first request): one
-    checkpoint where two would cost twice."""
-    return {**await _snapshot(store, task_id, turn), "steering": await store.claim_steering(task_id)}
+    checkpoint where two would cost twice. What the person said (the prompt and that steering) is stored
+    here, before any model request, so a fork (a push to the background, a demotion) and a peek see it
+    while the first request is in flight; that request's response stores it again as the model saw it."""
+    snapshot = await _snapshot(store, task_id, turn)
+    steering = await store.claim_steering(task_id)
+    said = [UserPromptPart(text) for text in (prompt, *steering) if text.strip()]
+    if said:
+        await store.open_turn(task_id, turn, ModelRequest(parts=said))
+    return {**snapshot, "steering": steering}
 
 
 async def _turn_end(store: Store, task_id: str) -> dict[str, Any]:
@@ -240,7 +247,7 @@ async def _run_agent(services: Services, task: Task, turn: int, prompt: str,
 async def _run_agent_body(services: Services, task: Task, turn: int, prompt: str) -> str:
     store = services.store
     limits = services.limits
-    snapshot = await DBOS.run_step_async({"name": "turn_start"}, _turn_start, store, task.id, turn)
+    snapshot = await DBOS.run_step_async({"name": "turn_start"}, _turn_start, store, task.id, turn, prompt)
     baseline = Progress.model_validate(snapshot["progress"])
     attempts = [Attempt.model_validate(a) for a in snapshot["attempts"]]
     history = await store.history(task.id, before_turn=turn, open_request=snapshot.get("open_request"))

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from pydantic_ai.messages import ModelMessage, ModelMessagesTypeAdapter, ModelResponse, ToolCallPart
+from pydantic_ai.messages import ModelMessage, ModelMessagesTypeAdapter, ModelRequest, ModelResponse, ToolCallPart
 from pydantic_core import to_jsonable_python
 
 from . import db
@@ -72,6 +72,9 @@ _UNCLAIMED = (sa.select(db.steering.c.id, db.steering.c.text)
               .where(db.steering.c.task_id == sa.bindparam("w_task"), db.steering.c.claimed.is_(False))
               .order_by(db.steering.c.id))
 _CLAIM = db.steering.update().where(db.steering.c.id.in_(sa.bindparam("w_ids", expanding=True)))
+_TURN_MESSAGE = sa.select(db.messages.c.idx).where(db.messages.c.session_id == sa.bindparam("w_session"),
+                                                  db.messages.c.turn == sa.bindparam("w_turn")).limit(1)
+_LAST_INDEX = sa.select(sa.func.max(db.messages.c.idx)).where(db.messages.c.session_id == sa.bindparam("w_session"))
 _LAST_MESSAGE = (sa.select(db.messages.c.idx, db.messages.c.kind, db.messages.c.message)
                  .where(db.messages.c.session_id == sa.bindparam("w_session"),
                         db.messages.c.turn < sa.bindparam("w_turn"))
@@ -359,6 +362,18 @@ class Store:
                             event_data: dict[str, Any] | None = None) -> Event | None:
         return await self.quick(self.save_messages_sync, session_id, turn, start, messages, task_values,
                                event_type, event_data)
+
+    def open_turn_sync(self, session_id: str, turn: int, request: ModelRequest) -> None:
+        """Stores a turn's first request as the transcript's next message, unless the turn stored messages
+        already (a replay after a crash, which must not add it twice)."""
+        with self.engine.begin() as conn:
+            if conn.execute(_TURN_MESSAGE, {"w_session": session_id, "w_turn": turn}).first() is not None:
+                return
+            last = conn.execute(_LAST_INDEX, {"w_session": session_id}).scalar()
+            self._insert_messages(conn, session_id, turn, 0 if last is None else last + 1, [request])
+
+    async def open_turn(self, session_id: str, turn: int, request: ModelRequest) -> None:
+        await self.quick(self.open_turn_sync, session_id, turn, request)
 
     def message_rows_sync(self, session_id: str, before_turn: int | None = None, since: int = 0,
                           limit: int | None = None) -> list[dict[str, Any]]:
