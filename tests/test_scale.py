@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import POSTGRES_URL, ServerProcess, fresh_postgres_database
+from .conftest import POSTGRES_URL, ServerProcess, fresh_postgres_database, stop_processes
 from .fake_openai import FakeOpenAI, env_for
 from .test_durability import tasks, wait_for
 
@@ -76,14 +76,7 @@ def workers() -> Iterator[Callable[[ServerProcess], subprocess.Popen[bytes]]]:
         return proc
 
     yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in started:
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    stop_processes(started)
 
 
 def executors_of(database_url: str) -> dict[str, str]:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.pool import NullPool
 
 from .sqlite_gate import GatedConnection, gate_for
 
@@ -165,9 +168,44 @@ def create_engine(url: str) -> sa.Engine:
 
 
 def create_tables(engine: sa.Engine, tables: sa.MetaData) -> None:
-    """Creates the missing tables of `tables` (the core's, or an extension's) and adds missing columns."""
-    tables.create_all(engine)
-    _add_missing_columns(engine, tables)
+    """Creates the missing tables of `tables` (the core's, or an extension's) and adds missing columns,
+    one process at a time (see `schema_lock`)."""
+    with schema_lock(engine.url):
+        tables.create_all(engine)
+        _add_missing_columns(engine, tables)
+
+
+SCHEMA_LOCK = sa.text("SELECT pg_try_advisory_lock(hashtextextended('bgagents-schema', 0))")
+SCHEMA_LOCK_WAIT = 300.0  # seconds; a migration takes well under one
+SCHEMA_LOCK_POLL = 0.2
+
+
+@contextlib.contextmanager
+def schema_lock(url: str | sa.URL, wait: float = SCHEMA_LOCK_WAIT) -> Iterator[None]:
+    """While the schema is created or migrated (ours, and DBOS's), processes sharing a PostgreSQL database
+    take turns: replicas started at once would otherwise each see a table missing and create it, and all but
+    one fail. A session advisory lock on a fixed key, on a connection of its own, so it goes with the session
+    whatever happens (a crash included). SQLite needs none: one process holds a SQLite home.
+
+    The lock is tried, not waited for in a statement: DBOS's migration builds indexes CONCURRENTLY, which
+    waits for every transaction open in the database, and a statement blocked on the lock is one (the
+    processes waiting would wait on the one migrating, and it on them)."""
+    url = sa.make_url(url)
+    if not url.drivername.startswith("postgresql"):
+        yield
+        return
+    engine = sa.create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            deadline = time.monotonic() + wait
+            while not conn.execute(SCHEMA_LOCK).scalar():
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"another bgagents process has been creating or migrating the database's "
+                                       f"tables for more than {wait:g} s; is one stuck?")
+                time.sleep(SCHEMA_LOCK_POLL)
+            yield  # closing the connection ends the session, and the lock with it
+    finally:
+        engine.dispose()
 
 
 def _add_missing_columns(engine: sa.Engine, tables: sa.MetaData) -> None:

@@ -30,7 +30,7 @@ from dbos._error import DBOSNonExistentWorkflowError
 
 from .admission import Admission
 from .cancel_logs import CancelledWorkflows
-from .db import connect
+from .db import connect, schema_lock
 from .runner import Services, run_turn
 
 log = logging.getLogger("bgagents.engine")
@@ -92,7 +92,8 @@ class Engine:
             # DBOS gets an engine with our SQLite settings from the start (WAL, synchronous=NORMAL)
             config["system_database_engine"] = connect(self.database_url)
         DBOS(config=config)  # type: ignore[arg-type]
-        DBOS.launch()
+        with schema_lock(self.database_url):  # DBOS creates and migrates its system tables as it launches
+            DBOS.launch()
         self.cancelled.install()
 
     async def start_queues(self, serial: tuple[str, ...] = ()) -> None:

@@ -70,7 +70,7 @@ class WebhookStore:
         return await asyncio.to_thread(fn, *args)
 
     def create_tables(self) -> None:
-        db.metadata.create_all(self.engine)
+        core_db.create_tables(self.engine, db.metadata)
 
     def _insert_ignoring_duplicates(self, table: sa.Table) -> Any:
         dialect = self.engine.dialect.name
