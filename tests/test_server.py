@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import stat
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -173,3 +176,85 @@ def test_cli_approvals(server_factory: Callable[..., ServerProcess]) -> None:
     assert again.returncode == 1 and "already" in again.stderr
     missing = server.cli("approve", "ap_nope")
     assert missing.returncode == 1 and "ap_nope" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_serve_stops_at_once_with_streams_and_long_polls_open(server_factory: Callable[..., ServerProcess]) -> None:
+    """A dashboard tab (SSE), `bgagents chat` (a long poll of responses) and `output --wait` on a task waiting
+    for a person: a stop ends each of them at once, each client is told, and the log has no traceback."""
+    server = server_factory(BGAGENTS_MODEL="demo")
+    (server.home / "config.toml").write_text('[agents.careful]\npermissions = { write = "ask", bash = "allow" }\n')
+    server.start()
+    with server.client() as client:
+        task = client.post("/tasks", json={"prompt": "survey", "agent": "careful"}).json()
+        wait_for(lambda: client.get(f"/tasks/{task['id']}").json()["status"] == "waiting", 60, "an approval")
+    headers = {"Authorization": f"Bearer {server.token}"}
+    answers: dict[str, Any] = {}
+
+    def sse() -> None:
+        with httpx.stream("GET", server.url + "/api/v1/events", headers=headers, timeout=60) as response:
+            answers["sse"] = [line for line in response.iter_lines() if line.startswith(("event:", "data:"))][-2:]
+
+    def poll(name: str, path: str, **params: Any) -> None:
+        answer = httpx.get(server.url + "/api/v1" + path, params=params, headers=headers, timeout=60)
+        answers[name] = (answer.status_code, answer.json())
+
+    clients = [threading.Thread(target=sse),
+               threading.Thread(target=poll, args=("chat", "/conversations/default/responses"), kwargs={"wait": 60}),
+               threading.Thread(target=poll, args=("output", f"/tasks/{task['id']}/output"),
+                                kwargs={"wait": "true", "timeout": 60})]
+    for thread in clients:
+        thread.start()
+    time.sleep(0.5)  # each request reaches the server and waits there
+    assert server.proc is not None
+    started = time.monotonic()
+    server.proc.send_signal(signal.SIGINT)
+    code = server.proc.wait(timeout=30)
+    took = time.monotonic() - started
+    for thread in clients:
+        thread.join(timeout=10)
+    assert took < 2.0, f"the stop took {took:.1f} s"
+    assert code == 130
+    assert answers["sse"][0] == "event: server.stopping" and "stopping" in answers["sse"][1]
+    for name in ("chat", "output"):
+        status, body = answers[name]
+        assert status == 503 and body["error"]["code"] == "server_stopping", answers[name]
+    log = server.log_text()
+    assert "Traceback" not in log and "ERROR" not in log, log
+    assert "bgagents: stopping" in log
+
+
+def test_serve_says_at_once_in_one_line_why_it_cannot_listen(server_factory: Callable[..., ServerProcess]) -> None:
+    server = server_factory()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        cases = {("--port", "99999"): "port 99999 is not a TCP port",
+                 ("--host", "nope.invalid"): "cannot listen on host 'nope.invalid': it does not resolve",
+                 ("--port", str(busy)): f"port {busy} is already in use on 127.0.0.1"}
+        for args, said in cases.items():
+            done = server.cli("serve", *args)
+            assert done.returncode == 1, done
+            assert done.stderr.startswith(f"error: {said}") and len(done.stderr.splitlines()) == 1, done.stderr
+    assert not (server.home / "bgagents.db").exists()  # said before anything started
+
+
+def test_serve_says_when_it_starts_and_only_once_it_serves_that_it_does(
+        server_factory: Callable[..., ServerProcess]) -> None:
+    server = server_factory()
+    proc = subprocess.Popen([sys.executable, "-m", "bgagents.cli.main", "serve", "--port", str(server.port)],
+                            env=server.env, cwd=server.home, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        first = proc.stderr.readline()
+        assert first.startswith(f"bgagents: starting the server on 127.0.0.1:{server.port}"), first
+        for line in proc.stderr:
+            if line.startswith("bgagents serving on"):
+                assert httpx.get(server.url + "/healthz", timeout=5).status_code == 200  # it does serve
+                break
+        else:
+            raise AssertionError("no 'serving on' line")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+

@@ -494,6 +494,33 @@ async def test_approvals_approve_deny_and_timeout(tmp_path: Path) -> None:
     assert "no answer within" in (every[-1].decision_reason or "")
 
 
+async def test_a_stop_while_an_approval_waits_is_immediate_and_the_next_start_asks_again(tmp_path: Path) -> None:
+    """No step is in flight while a turn waits for a person: a stop ends it at once (not after the drain's
+    grace), and after the restart the same approval is still the one to decide; nothing runs twice."""
+    settings = make_settings(tmp_path, agents={"careful": ProfileSettings(permissions={"bash": "ask"})})
+    script = Script(steps=[("bash", {"command": "touch approved.txt"})])
+    rt = Runtime(settings)
+    rt.register_model("m", script.model())
+    await rt.start()
+    task = await rt.launch("careful work", model="m", agent="careful")
+    while not (pending := await rt.approvals()):
+        await asyncio.sleep(0.01)
+    started = asyncio.get_running_loop().time()
+    await rt.stop(grace=30)
+    assert asyncio.get_running_loop().time() - started < 5
+    again = Runtime(settings)
+    again.register_model("m", script.model())
+    async with again:
+        while not (still := await again.approvals()):
+            await asyncio.sleep(0.01)
+        assert [a.id for a in still] == [pending[0].id]
+        await again.decide(still[0].id, "approve")
+        done = await again.wait(task.id, timeout=20)
+    assert done.status == "completed", done.error
+    assert (settings.workspace_path / "approved.txt").exists()
+    assert len(script.calls) == 2  # the request that asked for the call, then the answer after it: none again
+
+
 # -- completion checks and retention -------------------------------------------------------------------------------
 
 

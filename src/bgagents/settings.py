@@ -188,6 +188,7 @@ class ProcessSettings(BaseModel):
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8321
+    access_log: bool = False  # a line per HTTP request in the server's log
 
 
 class Settings(BaseSettings):

@@ -96,7 +96,8 @@ class Client:
         return self.request("POST", path, json=body or {}, params={k: v for k, v in params.items() if v is not None})
 
     def events(self, since: int = 0, task: str | None = None) -> Iterator[dict[str, Any]]:
-        """Follows the event stream, reconnecting with Last-Event-ID when the connection drops."""
+        """Follows the event stream, reconnecting with Last-Event-ID when the connection drops; a server that
+        stops says so (a `ClientError`)."""
         last = since
         params = {"task": task} if task else {}
         while True:
@@ -108,6 +109,8 @@ class Client:
                         source.response.read()
                         self.request("GET", "/events", params=params)  # raises the server's error
                     for sse in source.iter_sse():
+                        if sse.event == "server.stopping":
+                            raise ClientError(f"the bgagents server at {self.url} stopped", code="server_stopped")
                         event: dict[str, Any] = json.loads(sse.data)
                         last = event["seq"]
                         yield event

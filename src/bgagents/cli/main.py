@@ -29,13 +29,24 @@ def serve(
                                                                     "from the demo process closes.")] = None,
 ) -> None:
     """Run the API and the task workers, until SIGTERM or Ctrl-C."""
-    from .serve import ServeError, run_server
+    from .listen import ListenError, listen_sockets
 
     settings = load_settings()
+    host, port = host or settings.server.host, port or settings.server.port
     try:
-        run_server(settings, host or settings.server.host, port or settings.server.port, workers, parent_fd)
+        sockets = listen_sockets(host, port)  # before the slow start: a port in use is said at once
+    except ListenError as exc:
+        fail(str(exc), "cannot_serve")
+    print(f"bgagents: starting the server on {host}:{port} (home {settings.home})…", file=sys.stderr, flush=True)
+    from .serve import ServeError, exit_now, run_server
+
+    try:
+        run_server(settings, host, port, workers, parent_fd, sockets)
     except ServeError as exc:
         fail(str(exc), "cannot_serve")
+    except KeyboardInterrupt:  # Ctrl-C: uvicorn re-raises it once the server has stopped
+        exit_now(130)
+    exit_now(0)
 
 
 @app.command(rich_help_panel=START)

@@ -10,10 +10,11 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import uvicorn
 
@@ -22,6 +23,7 @@ from ..core.identity import DatabaseInUse
 from ..errors import UnknownModel
 from ..runtime import Runtime
 from ..server import create_app
+from ..server.stopping import StoppingServer
 from ..settings import Settings
 
 if TYPE_CHECKING:
@@ -30,6 +32,7 @@ from ..core.bash_setup import server_files
 from ..tools.private import keep_private
 from ..tools.sandbox import SandboxUnavailable, choose
 from .client import dashboard_url
+from .listen import ListenError, listen_sockets
 
 
 class ServeError(Exception):
@@ -132,9 +135,10 @@ def model_warning(runtime: Runtime) -> str | None:
 
 
 def _logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for name in ("httpx", "httpx2"):  # not a line per model request
-        logging.getLogger(name).setLevel(logging.WARNING)
+    """bgagents' own lines from INFO (a task's start and end, …); other libraries' only from WARNING: their
+    INFO chatter (a line per model request, a session manager starting) is not the user's business."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("bgagents").setLevel(logging.INFO)
 
 
 def _stop_server_when_readable(fd: int) -> None:
@@ -148,43 +152,84 @@ def _stop_server_when_readable(fd: int) -> None:
     threading.Thread(target=watch, name="bgagents-parent-watch", daemon=True).start()
 
 
-def run_server(settings: Settings, host: str, port: int, workers: int = 1, parent_fd: int | None = None) -> None:
-    """The API and a task worker in this process, and `workers - 1` worker processes beside it."""
+def run_server(settings: Settings, host: str, port: int, workers: int = 1, parent_fd: int | None = None,
+               sockets: list[socket.socket] | None = None) -> None:
+    """The API and a task worker in this process, and `workers - 1` worker processes beside it, serving on
+    `sockets` (bound by the caller), else on `host`:`port`."""
     check_workers(settings, workers)
     keep_private()
+    if sockets is None:
+        try:
+            sockets = listen_sockets(host, port)
+        except ListenError as exc:
+            raise ServeError(str(exc)) from None
     _logging()
     token = settings.resolve_token(create=True)
     assert token is not None
     tracer_provider = traces.provider_from_env()
     telegram = telegram_channel(settings)
     runtime = Runtime(settings, tracer_provider=tracer_provider, extensions=[telegram] if telegram else [])
-    _claim(runtime)  # before the port is bound: a second server on the same SQLite home stops here
+    _claim(runtime)  # before the runtime starts: a second server on the same SQLite home stops here
     app = create_app(runtime, token, host=host)
     if telegram is not None and telegram.webhook:
         from ..channels.telegram.webhook import webhook_router
 
         app.include_router(webhook_router(telegram))
-    where = "BGAGENTS_TOKEN" if settings.token else str(settings.home / "token")
-    more = f", {workers - 1} more worker process(es)" if workers > 1 else ""
-    shown = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}"
-    # the address that logs in carries the token: on a terminal only, never into a log file
-    dashboard = dashboard_url(shown, token) if sys.stderr.isatty() else f"{shown}/ ('bgagents open' logs in)"
-    print(f"bgagents serving on http://{host}:{port} (home {settings.home}, token from {where}{more})\n"
-          f"dashboard: {dashboard}", file=sys.stderr, flush=True)
     warning = model_warning(runtime)
     if warning:
         print(f"warning: {warning}", file=sys.stderr, flush=True)
+    where = "BGAGENTS_TOKEN" if settings.token else str(settings.home / "token")
+    more = f", {workers - 1} more worker process(es)" if workers > 1 else ""
+    shown = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}"
+
+    def ready() -> None:
+        # the address that logs in carries the token: on a terminal only, never into a log file
+        dashboard = dashboard_url(shown, token) if sys.stderr.isatty() else f"{shown}/ ('bgagents open' logs in)"
+        print(f"bgagents serving on http://{host}:{port} (home {settings.home}, token from {where}{more})\n"
+              f"dashboard: {dashboard}", file=sys.stderr, flush=True)
+
+    def stopping() -> None:
+        print("bgagents: stopping; running tasks stop at their next step and go on at the next start",
+              file=sys.stderr, flush=True)
+
     procs = _start_workers(workers - 1)
+    cleaned: list[bool] = []
+
+    def stopped() -> None:
+        """What this process started, and its traces: once the runtime has stopped (uvicorn then re-raises a
+        SIGTERM it caught, which ends the process before a `finally` here could run)."""
+        if not cleaned:
+            cleaned.append(True)
+            for sock in sockets:
+                sock.close()
+            _stop_workers(procs)
+            traces.shutdown(tracer_provider)
+            logging.shutdown()
+
     if parent_fd is not None:
         _stop_server_when_readable(parent_fd)
     try:
         # uvicorn turns SIGTERM/SIGINT into a lifespan shutdown, which drains the runtime at a step boundary.
         # The stdlib loop, not uvloop where it is installed: uvloop starts each bash call with fork() of the
         # whole server (~10x slower than the stdlib's vfork at a few hundred MB, the loop blocked meanwhile).
-        uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10, loop="asyncio")
+        # uvicorn's lines through this process's logging (its format, no log config of uvicorn's own)
+        config = uvicorn.Config(app, log_level="warning", log_config=None, timeout_graceful_shutdown=10,
+                                loop="asyncio", access_log=settings.server.access_log)
+        if settings.server.access_log:
+            logging.getLogger("uvicorn.access").setLevel(logging.INFO)
+        StoppingServer(config, app.state.stopping, on_ready=ready, on_stop=stopping, on_stopped=stopped).run(
+            sockets=sockets)
     finally:
-        _stop_workers(procs)
-        traces.shutdown(tracer_provider)
+        stopped()
+
+
+def exit_now(code: int) -> NoReturn:
+    """Ends a stopped server's process at once. Everything it holds is closed or flushed by then; Python's
+    own teardown of the ~200k objects it imported would take 0.7 s of CPU more (2.5 s on a loaded machine)
+    and do nothing a stopped server needs (a SIGTERM, re-raised by uvicorn, skips it too)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def run_worker(settings: Settings, parent_fd: int | None = None) -> None:

@@ -241,10 +241,14 @@ class Engine:
             running.cancel()
 
     async def drain(self, grace: float) -> None:
-        """No new step starts; running turns get `grace` seconds to reach a step boundary, then stop."""
+        """No new step starts; running turns get `grace` seconds to reach a step boundary, then stop. A turn
+        waiting for an approval is at one already: it stops at once (its next start waits again)."""
         self.services.gate.draining = True
         if self.admission is not None:
             await self.admission.close()
+        for task_id in self.services.awaiting_decision:
+            if task_id in self.services.active:
+                self.services.active[task_id].cancel()
         pending = [t for t in self.services.active.values() if not t.done()]
         if pending:
             _, still = await asyncio.wait(pending, timeout=grace)

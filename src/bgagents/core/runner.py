@@ -65,6 +65,8 @@ class Services:
     workflows: set[asyncio.Task[Any]] = field(default_factory=set)
     # runs in `active` this process let go (another process runs their workflow now): they end writing nothing
     handed_over: set[asyncio.Task[Any]] = field(default_factory=set)
+    # tasks whose turn waits for a person, outside any step: a stop ends them at once, with nothing to finish
+    awaiting_decision: set[str] = field(default_factory=set)
 
     def workspace_for(self, task: Task) -> Path:
         """Where a task works (its own worktree, or the shared workspace): every runner takes it from here."""
@@ -392,7 +394,11 @@ async def _ask_approval(services: Services, task: Task, turn: int, call: ToolCal
 
     await DBOS.run_step_async({"name": "approval_request"}, request)
     timeout = services.limits.approval_timeout
-    answer = await DBOS.recv_async(topic=approval_id, timeout_seconds=timeout)
+    services.awaiting_decision.add(task.id)
+    try:
+        answer = await DBOS.recv_async(topic=approval_id, timeout_seconds=timeout)
+    finally:
+        services.awaiting_decision.discard(task.id)
     if answer is None:
         async def expire() -> dict[str, Any]:
             """Denies it for want of an answer, unless a decision won at the last moment (or before a restart

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
 from ..core.runtime import Runtime
 from ..core.schema import Output, Task
 from ..errors import BgAgentsError
+
+if TYPE_CHECKING:
+    from ..server.stopping import Stopping
 
 
 class Backend(Protocol):
@@ -22,10 +25,12 @@ class Backend(Protocol):
 
 
 class RuntimeBackend:
-    """The runtime of this process (`bgagents mcp --local`, or `/mcp` on `serve`)."""
+    """The runtime of this process (`bgagents mcp --local`, or `/mcp` on `serve`, whose `stopping` cuts a
+    blocking wait short as the server stops)."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, stopping: Stopping | None = None) -> None:
         self.runtime = runtime
+        self.stopping = stopping
 
     async def launch(self, prompt: str, name: str | None, agent: str | None, model: str | None) -> Task:
         return await self.runtime.launch(prompt, name=name, agent=agent, model=model)
@@ -34,6 +39,8 @@ class RuntimeBackend:
         return await self.runtime.get(task_id)
 
     async def output(self, task_id: str, wait: bool, timeout: float) -> Output:
+        if wait and self.stopping is not None:
+            return await self.stopping.first(self.runtime.output(task_id, wait=True, timeout=timeout))
         return await self.runtime.output(task_id, wait=wait, timeout=timeout)
 
     async def send(self, task_id: str, message: str) -> Task:

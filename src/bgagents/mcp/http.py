@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING
 
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
@@ -12,13 +13,16 @@ from ..core.runtime import Runtime
 from .backends import RuntimeBackend
 from .tools import build_server
 
+if TYPE_CHECKING:
+    from ..server.stopping import Stopping
+
 
 class MCPEndpoint:
     """An ASGI endpoint: checks the token, then hands the request to the MCP session manager."""
 
-    def __init__(self, runtime: Runtime, token: str, host: str = "127.0.0.1") -> None:
+    def __init__(self, runtime: Runtime, token: str, host: str = "127.0.0.1", stopping: Stopping | None = None) -> None:
         self.token = token
-        self.server = build_server(RuntimeBackend(runtime))
+        self.server = build_server(RuntimeBackend(runtime, stopping))
         # Builds the session manager (with the SDK's DNS-rebinding protection when bound to localhost); the
         # Starlette app it returns is not used: requests reach the manager through this endpoint.
         self.server.streamable_http_app(host=host)

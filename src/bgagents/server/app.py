@@ -20,13 +20,15 @@ from .errors import install_error_handlers
 from .guards import RefuseNul
 from .headers import SecurityHeaders
 from .openapi import install_openapi
+from .stopping import Stopping
 
 
 def create_app(runtime: Runtime, token: str, *, manage_runtime: bool = True, host: str = "127.0.0.1") -> FastAPI:
     """An app serving `runtime`; with `manage_runtime`, the app starts and stops it with its lifespan.
 
     `host` is where the server listens: on localhost, `/mcp` refuses requests from pages of other hosts."""
-    mcp_endpoint = MCPEndpoint(runtime, token, host)
+    stopping = Stopping()  # set by `serve` as its shutdown begins: streams and long waits end
+    mcp_endpoint = MCPEndpoint(runtime, token, host, stopping)
     hooks = Webhooks(runtime, runtime.settings.webhooks)
 
     @asynccontextmanager
@@ -47,6 +49,7 @@ def create_app(runtime: Runtime, token: str, *, manage_runtime: bool = True, hos
     app.state.runtime = runtime
     app.state.token = token
     app.state.webhooks = hooks
+    app.state.stopping = stopping
     app.add_middleware(RefuseNul)
     app.add_middleware(RequireToken, token=token)  # runs before the routes and RefuseNul
     app.add_middleware(SecurityHeaders)  # added last, so it runs first: its headers go on every response

@@ -14,6 +14,7 @@ from ..conversation.orchestrator import Conversations, jsonl
 from ..conversation.schema import EventRecord, Peek, Response, Session
 from .bodies import MAX_INT, BackgroundAgentBody, ButtonBody, ChatMessageBody
 from .openapi import errors
+from .stopping import Stopping
 
 router = APIRouter(prefix="/conversations/{cid}", tags=["conversations"])
 
@@ -40,7 +41,7 @@ async def background_agent(cid: str, body: BackgroundAgentBody, request: Request
     return await conversations(request).background_command(cid, body.prompt, body.name)
 
 
-@router.get("/responses")
+@router.get("/responses", responses=errors(503))
 async def responses(
     cid: str,
     request: Request,
@@ -51,7 +52,8 @@ async def responses(
     """The delivered responses, oldest first (silent ones are only in the history)."""
     convs = conversations(request)
     if wait:
-        return (await convs.wait_for_response(cid, since, wait))[:limit]
+        stopping: Stopping = request.app.state.stopping
+        return (await stopping.first(convs.wait_for_response(cid, since, wait)))[:limit]
     return await convs.responses(cid, since, limit)
 
 

@@ -1,4 +1,5 @@
-"""Server-Sent Events: stored events after `since` (or `Last-Event-ID`), then live ones."""
+"""Server-Sent Events: stored events after `since` (or `Last-Event-ID`), then live ones, until the server stops
+(a last `server.stopping` event, without an id, then the stream ends)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from ..errors import InvalidInput
 from ..runtime import Runtime
 from .bodies import MAX_INT
 from .openapi import errors
+from .stopping import Stopping
 
 router = APIRouter(tags=["events"])
 
@@ -43,7 +45,13 @@ async def events(
     conversation: str | None = None,
 ) -> AsyncIterable[ServerSentEvent]:
     rt: Runtime = request.app.state.runtime
-    async for event in rt.events(since=start, task_id=task, conversation_id=conversation):
+    stopping: Stopping = request.app.state.stopping
+    async for event in stopping.until(rt.events(since=start, task_id=task, conversation_id=conversation)):
         if await request.is_disconnected():
-            break
+            return
         yield ServerSentEvent(data=event.model_dump(mode="json"), event=event.type, id=str(event.seq))
+    if stopping.is_set():
+        yield ServerSentEvent(data=STOPPING, event="server.stopping")
+
+
+STOPPING = {"type": "server.stopping", "message": "the bgagents server is stopping"}

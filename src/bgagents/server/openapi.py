@@ -30,6 +30,7 @@ STATUS_TEXT = {
     404: "No such task, conversation session, approval or file",
     409: "The task's (or session's) state forbids it",
     422: "The request does not match this document",
+    503: "The server is stopping: a wait was cut short; ask again once it is back",
 }
 
 

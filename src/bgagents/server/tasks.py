@@ -15,6 +15,7 @@ from ..webhooks import Webhooks
 from ..webhooks.service import TASK_EVENTS
 from .bodies import MAX_INT, BatchBody, CancelAllBody, ForkBody, LaunchBody, MessageBody, ResumeBody
 from .openapi import errors
+from .stopping import Stopping
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 
@@ -77,14 +78,17 @@ async def get_task(task_id: str, request: Request) -> Task:
     return (await rt.with_subtree([await rt.get(task_id)]))[0]
 
 
-@router.get("/{task_id}/output", responses=errors(404))
+@router.get("/{task_id}/output", responses=errors(404, 503))
 async def output(
     task_id: str,
     request: Request,
     wait: bool = False,
     timeout: Annotated[float, Query(ge=0, le=3600)] = 60.0,
 ) -> Output:
-    return await runtime(request).output(task_id, wait=wait, timeout=timeout)
+    if not wait:
+        return await runtime(request).output(task_id)
+    stopping: Stopping = request.app.state.stopping
+    return await stopping.first(runtime(request).output(task_id, wait=True, timeout=timeout))
 
 
 @router.get("/{task_id}/transcript", responses=errors(404))

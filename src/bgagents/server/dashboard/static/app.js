@@ -16,7 +16,12 @@ function route(hash) {
   return {page: 'tasks'};
 }
 
-const LABELS = {live: 'live', connecting: 'connecting…', offline: 'reconnecting…'};
+const LABELS = {live: 'live', connecting: 'connecting…', offline: 'disconnected · reconnecting…',
+                stopped: 'server stopped'};
+const DOWN = {
+  offline: 'The server does not answer. This page reconnects by itself as soon as it does.',
+  stopped: 'The bgagents server stopped. This page reconnects by itself when it is back (bgagents serve).',
+};
 
 function App() {
   const [where, setWhere] = useState(route(location.hash));
@@ -54,6 +59,7 @@ function App() {
       </nav>
       <span class=${`link link-${link}`} role="status" id="link-status">${LABELS[link] || link}</span>
     </header>
+    ${DOWN[link] ? html`<div class="down-banner" role="alert" id="down-banner">${DOWN[link]}</div>` : ''}
     <main>${view}</main>`;
 }
 

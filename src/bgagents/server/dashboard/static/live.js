@@ -75,15 +75,20 @@ function handle(message) {
   dispatch(JSON.parse(message.data));
 }
 
+// Down until the server answers again: 'stopped' when it said it was stopping, else 'offline'.
+function down(why) {
+  setStatus(status === 'stopped' ? 'stopped' : why);
+  setTimeout(open, retryDelay);
+  retryDelay = Math.min(retryDelay * 2, 3000);
+}
+
 async function open() {
   try {
     // Also tells a server that is down (retry later) from a session that ended (the login page).
     const state = await api('GET', '/dashboard/api/state');
     if (lastSeq === null) lastSeq = state.last_event_seq;
   } catch (e) {
-    setStatus('offline');
-    setTimeout(open, retryDelay);
-    retryDelay = Math.min(retryDelay * 2, 3000);
+    down('offline');
     return;
   }
   source = new EventSource(`/api/v1/events?since=${lastSeq}`);
@@ -97,10 +102,14 @@ async function open() {
     // Reconnect ourselves (from the last event seen) rather than rely on the browser's retry,
     // which gives up for good on some failures.
     source.close();
-    setStatus('offline');
-    setTimeout(open, retryDelay);
-    retryDelay = Math.min(retryDelay * 2, 3000);
+    down('offline');
   };
+  // The server's last word before it stops: shown at once, then the page waits for it to come back.
+  source.addEventListener('server.stopping', () => {
+    source.close();
+    status = 'stopped';
+    down('stopped');
+  });
   for (const type of TYPES) source.addEventListener(type, handle);
 }
 
