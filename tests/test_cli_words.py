@@ -118,7 +118,7 @@ def test_a_cancel_is_one_info_line_in_the_server_log(server_factory: Callable[..
         time.sleep(1.5)  # whatever DBOS logs about the cancelled workflow comes within this
     after = server.log_text().splitlines()[before:]
     assert len(after) == 1, after
-    assert f"INFO bgagents: task {task['id']} cancelled (user)" in after[0]
+    assert f"INFO bgagents.tasks: task {task['id']} ({task['name']}) cancelled (user)" in after[0]
 
 
 def test_chat_message_prints_the_background_results(server_factory: Callable[..., ServerProcess]) -> None:

@@ -258,3 +258,38 @@ def test_serve_says_when_it_starts_and_only_once_it_serves_that_it_does(
         proc.terminate()
         proc.wait(timeout=30)
 
+
+def test_the_log_says_what_happens_to_each_task_and_nothing_else(server_factory: Callable[..., ServerProcess]) -> None:
+    server = server_factory(BGAGENTS_MODEL="demo", AI_AGENT="a-coding-agent")  # pydantic-ai's banner reaches pipes
+    for quiet in ("PYTEST_VERSION", "CI"):  # which would keep pydantic-ai's banner away on their own
+        server.env.pop(quiet, None)
+    (server.home / "config.toml").write_text('[agents.careful]\npermissions = { write = "ask", bash = "allow" }\n')
+    server.start()
+    with server.client() as client:
+        done = client.post("/tasks", json={"prompt": "note", "name": "fine"}).json()
+        over = client.post("/tasks", json={"prompt": "note", "name": "over", "limits": {"requests": 1}}).json()
+        asks = client.post("/tasks", json={"prompt": "note", "name": "asks", "agent": "careful"}).json()
+        for task in (done, over):
+            client.get(f"/tasks/{task['id']}/output", params={"wait": True, "timeout": 60})
+        wait_for(lambda: client.get(f"/tasks/{asks['id']}").json()["status"] == "waiting", 60, "an approval")
+        approval = client.get("/approvals").json()[0]["id"]
+        client.post(f"/tasks/{asks['id']}/cancel")
+    server.stop()
+    log = server.log_text()
+    lines = [line.split(" ", 2)[2] for line in log.splitlines() if "bgagents.tasks" in line]  # without the time
+    fine, over_, asks_ = (f"task {t['id']} ({t['name']})" for t in (done, over, asks))
+    assert f"INFO bgagents.tasks: {fine} started: turn 1, agent general, model demo" in lines
+    assert any(line.startswith(f"INFO bgagents.tasks: {fine} completed: 7 model request(s), 6 tool call(s), ")
+               for line in lines), lines
+    assert any(line.startswith(f"WARNING bgagents.tasks: {over_} failed (budget): budget crossed")
+               for line in lines), lines
+    assert f"INFO bgagents.tasks: {asks_} waits for a person to allow write (bgagents approve {approval}, or deny)" \
+        in lines
+    assert f"INFO bgagents.tasks: {asks_} cancelled (user)" in lines
+    for theirs in ("pydantic-ai v", "Logfire", "StreamableHTTP", "uvicorn.access", "Traceback"):
+        assert theirs not in log, log
+
+    server.env["BGAGENTS_SERVER__ACCESS_LOG"] = "true"  # the setting for a line per request
+    server.start()
+    server.stop()
+    assert '"GET /healthz HTTP/1.1" 200' in server.log_text()

@@ -25,7 +25,7 @@ from ..runners import find_runner
 from ..settings import LimitSettings
 from ..tools import Sandbox, Spawner, Todo, ToolContext, build_toolset
 from ..tools.private import ServerFiles
-from . import tracing, worktrees
+from . import task_log, tracing, worktrees
 from .durable import DurableModel, LoopBreaker, ModelChain, ShuttingDown, StepGate, TaskHooks, TurnStopped
 from .events import EventBus
 from .model_errors import ModelCallError
@@ -116,6 +116,7 @@ async def expire_if_queued_too_long(services: Services, task: Task) -> bool:
     if event is None:  # it started, or ended, meanwhile
         return False
     await services.publish(event)
+    task_log.ended(task, "failed", "queue_ttl", f"queued for more than {ttl:g} s")
     return True
 
 
@@ -138,6 +139,7 @@ async def run_turn(services: Services, task_id: str, turn: int, prompt: str) -> 
         await services.publish(await store.add_event("task.recovered", task_id, {"turn": turn}))
     else:
         await services.publish(event)
+    task_log.started(task, turn, recovered=event is None)
 
     outer = asyncio.current_task()
     if outer is not None:
@@ -166,6 +168,8 @@ async def run_turn(services: Services, task_id: str, turn: int, prompt: str) -> 
                                             "task.failed", {"end_reason": "max_runtime", "error": message},
                                             only_if_status=["running", "waiting"])
             await services.publish(event)
+            if event is not None:
+                task_log.ended(task, "failed", "max_runtime", message)
             return "failed"
     except asyncio.CancelledError:
         if inner in services.handed_over:  # another process runs this workflow now: nothing here is ours to write
@@ -179,6 +183,7 @@ async def run_turn(services: Services, task_id: str, turn: int, prompt: str) -> 
         await services.publish(await store.update_task(
             task_id, {"status": "queued", "progress": {**progress, "note": note}},
             "task.interrupted", {"reason": "shutdown"}, only_if_status=["running", "waiting"]))
+        task_log.log.info("task %s (%s) stopped with the server; it goes on at the next start", task.id, task.name)
         raise
     except Exception as exc:  # e.g. a replay that took another path than the first run (DBOS's unexpected step)
         return await _fail_beyond_recovery(services, task_id, exc)
@@ -320,12 +325,11 @@ async def _run_agent_body(services: Services, task: Task, turn: int, prompt: str
         raise
     except Exception as exc:
         status, reason, message = _classify(exc)
-        # an unexplained error keeps its traceback in the log; the expected ends need only a line
-        log.log(logging.WARNING if reason == "error" else logging.INFO, "task %s ended %s (%s): %s", task.id, status,
-                reason, message, exc_info=exc if reason == "error" else None)
         attempts.append(Attempt(model=chain.current, started_at=chain.started_at, finished_at=services.clock(),
                                 error=message))
-        return await _finish(services, task, turn, status, tracker, None, None, message, reason, attempts)
+        # an unexplained error keeps its traceback in the log; the expected ends need only a line
+        return await _finish(services, task, turn, status, tracker, None, None, message, reason, attempts,
+                             unexpected=exc if reason == "error" else None)
     attempts.append(Attempt(model=chain.current, started_at=chain.started_at, finished_at=services.clock()))
     diff_stat = None
     if task.worktree is not None and task.worktree.state == "active":
@@ -390,7 +394,10 @@ async def _ask_approval(services: Services, task: Task, turn: int, call: ToolCal
                         status="pending", created_at=services.clock())
 
     async def request() -> None:
-        await services.publish(await services.store.insert_approval(approval, workflow))
+        event = await services.store.insert_approval(approval, workflow)
+        await services.publish(event)
+        if event is not None:
+            task_log.waiting(task, call.tool_name, approval_id)
 
     await DBOS.run_step_async({"name": "approval_request"}, request)
     timeout = services.limits.approval_timeout
@@ -419,7 +426,8 @@ async def _ask_approval(services: Services, task: Task, turn: int, call: ToolCal
 
 async def _finish(services: Services, task: Task, turn: int, status: str, tracker: ProgressTracker,
                   messages: list[ModelMessage] | None, output: Any, error: str | None,
-                  end_reason: str | None, attempts: list[Attempt], diff_stat: str | None = None) -> str:
+                  end_reason: str | None, attempts: list[Attempt], diff_stat: str | None = None,
+                  unexpected: BaseException | None = None) -> str:
     """Writes the turn's end. Not a checkpoint of its own, since it needs none: it writes only while the task
     is still running or waiting, so a run that repeats it finds it done and writes nothing, and a workflow
     recovered after it committed ends at `run_turn`'s first check (the task is no longer running)."""
@@ -441,4 +449,5 @@ async def _finish(services: Services, task: Task, turn: int, status: str, tracke
     if event is None:
         current = await services.store.get_task(task.id)
         return current.status if current else status
+    task_log.ended(task, status, end_reason, error, tracker.progress, unexpected)
     return status

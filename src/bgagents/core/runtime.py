@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
+import pydantic_ai
 import sqlalchemy as sa
 from dbos import DBOS
 from opentelemetry.trace import TracerProvider
@@ -32,7 +33,7 @@ from ..errors import BgAgentsError, Conflict, InvalidInput, NotFound
 from ..runners import NATIVE, with_runner
 from ..settings import Settings
 from ..tools import ToolContext
-from . import db, worktrees
+from . import db, task_log, worktrees
 from .bash_setup import prepare_bash, server_files
 from .engine import Engine, workflow_id
 from .events import EventBus
@@ -135,6 +136,10 @@ class Runtime:
             raise
 
     async def _start(self) -> None:
+        # The agents run in the background on the user's behalf, so pydantic-ai's first-run banner (a note on
+        # observability, on stderr) is not this program's to print: pydantic-ai's own switch for a program that
+        # hands runs to a framework of its own (traces: see `tracer_provider`).
+        pydantic_ai.BANNER_ENABLED = False
         settings = self.settings
         workspace = settings.workspace_path
         workspace.mkdir(parents=True, exist_ok=True)
@@ -513,6 +518,8 @@ class Runtime:
                                                        "finished_at": self.clock()},
                                              "task.failed", {"error": message}, only_if_status=ACTIVE)
         await self.services.publish(event)
+        if event is not None:
+            task_log.ended(task, "failed", "error", message)
 
     # -- reading -----------------------------------------------------------------------------------
 
@@ -644,7 +651,7 @@ class Runtime:
         if event is None:
             raise Conflict(f"task {task_id} finished before it could be cancelled", code="already_finished")
         await self.services.publish(event)
-        log.info("task %s cancelled (%s)", task_id, end_reason)
+        task_log.ended(task, "cancelled", end_reason)
         await self.engine.cancel(task_id, task.turn)
         return await self.get(task_id)
 

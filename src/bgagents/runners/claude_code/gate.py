@@ -18,6 +18,7 @@ from typing import Any
 
 from claude_agent_sdk import PermissionResultAllow, PermissionResultDeny, ToolPermissionContext
 
+from ...core import task_log
 from ...core.durable import LoopBreaker, TurnStopped
 from ...core.permissions import decide
 from ...core.runner import Services
@@ -112,7 +113,10 @@ class ToolGate:
         try:
             with services.bus.subscribe(lambda e: e.type in DECIDED and e.data.get("approval_id") == approval_id,
                                         task_id=self.task.id) as decided:
-                await services.publish(await store.insert_approval(approval, self.workflow))
+                stored = await store.insert_approval(approval, self.workflow)
+                await services.publish(stored)
+                if stored is not None:
+                    task_log.waiting(self.task, tool, approval_id)
                 deadline = time.monotonic() + timeout
                 while True:
                     found = await store.approvals(approval_id=approval_id)

@@ -74,6 +74,7 @@ async def run_turn(services: Services, task: Task, turn: int, prompt: str) -> st
         await _deny_leftover_approvals(services, task, turn)
     tracker = ProgressTracker(task.id, turn, baseline, len(messages), store, services.bus, services.clock)
     started_at = services.clock()
+    unexpected: Exception | None = None  # its traceback goes in the log with the task's end
     try:
         profile = get_profile(services.profiles(), task.agent)
         status, output, error, reason = await _converse(services, task, turn, prompt, plan, recovering, profile,
@@ -81,13 +82,14 @@ async def run_turn(services: Services, task: Task, turn: int, prompt: str) -> st
     except (asyncio.CancelledError, ShuttingDown):
         raise
     except Exception as exc:
-        log.warning("task %s: Claude Code failed", task.id, exc_info=exc)
+        unexpected = exc
         status, output, error, reason = "failed", None, f"Claude Code: {type(exc).__name__}: {exc}", "error"
     attempts.append(Attempt(model=task.model, started_at=started_at, finished_at=services.clock(), error=error))
     diff_stat = None
     if status == "completed" and task.worktree is not None and task.worktree.state == "active":
         diff_stat = await DBOS.run_step_async({"name": "worktree_diff"}, _worktree_stat, task)
-    return await _finish(services, task, turn, status, tracker, messages, output, error, reason, attempts, diff_stat)
+    return await _finish(services, task, turn, status, tracker, messages, output, error, reason, attempts, diff_stat,
+                         unexpected)
 
 
 async def _deny_leftover_approvals(services: Services, task: Task, turn: int) -> None:
@@ -206,8 +208,7 @@ async def _converse(services: Services, task: Task, turn: int, prompt: str, plan
                 _settle(tracker, message, baseline)
                 answered = True
                 return "completed", output, None, None
-    except TurnStopped as stop:
-        log.info("task %s ended %s (%s): %s", task.id, stop.status, stop.end_reason, stop.message)
+    except TurnStopped as stop:  # the task's end says why in the log
         return stop.status, None, stop.message, stop.end_reason
     finally:
         # in a task of its own: a second cancel (the workflow's) must not leave the CLI running
