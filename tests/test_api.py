@@ -287,3 +287,29 @@ async def test_approvals_over_http(tmp_path: Path) -> None:
             twice = await api.post(f"/approvals/{decided[0]}", json={"decision": "deny"})
             assert twice.status_code == 409 and error_code(twice)
             assert (await api.get("/approvals", params={"status": "odd"})).status_code == 422
+
+
+async def test_long_polls_answer_503_when_the_server_stops(runtime: Runtime) -> None:
+    """`bgagents chat` (responses?wait) and `output --wait` are told at once that the server is stopping."""
+    from bgagents.core.schema import Task
+
+    app = create_app(runtime, TOKEN, manage_runtime=False)
+    gate = asyncio.Event()
+
+    async def slow(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        await gate.wait()
+        return ModelResponse(parts=[TextPart("late")])
+
+    runtime.register_model("slow", FunctionModel(slow, model_name="slow"))
+    task: Task = await runtime.launch("takes a while", model="slow")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test/api/v1",
+                                 headers={"Authorization": f"Bearer {TOKEN}"}) as api:
+        polls = [asyncio.ensure_future(api.get("/conversations/default/responses", params={"wait": 60})),
+                 asyncio.ensure_future(api.get(f"/tasks/{task.id}/output", params={"wait": True, "timeout": 60}))]
+        done, _ = await asyncio.wait(polls, timeout=0.3)
+        assert not done  # both wait
+        app.state.stopping.set()
+        answers = await asyncio.wait_for(asyncio.gather(*polls), 5)
+    for answer in answers:
+        assert answer.status_code == 503 and error_code(answer) == "server_stopping", answer.text
+    gate.set()
