@@ -526,3 +526,53 @@ async def test_without_the_sandbox_the_cli_still_gets_only_what_it_needs(
     out = json.dumps(tool_results(claude_env.main_requests()[-1]))
     assert "listed" in out and "ANTHROPIC_BASE_URL" in out, out
     assert "sk-openai-other-key" not in out and "the-api-token" not in out, out
+
+
+def test_how_claude_code_would_sign_in(tmp_path: Path) -> None:
+    from bgagents.runners.claude_code.signin import signed_in
+
+    home = tmp_path / "home"
+    (home / ".claude").mkdir(parents=True)
+    assert signed_in({}, home) is None
+    assert signed_in({"ANTHROPIC_API_KEY": " "}, home) is None
+    assert signed_in({"CLAUDE_CODE_USE_BEDROCK": "0"}, home) is None
+    assert signed_in({"ANTHROPIC_API_KEY": "sk-x"}, home) == "ANTHROPIC_API_KEY"
+    assert signed_in({"CLAUDE_CODE_OAUTH_TOKEN": "t"}, home) == "CLAUDE_CODE_OAUTH_TOKEN"
+    assert signed_in({"CLAUDE_CODE_USE_VERTEX": "1"}, home) == "CLAUDE_CODE_USE_VERTEX"
+    (home / ".claude" / "settings.json").write_text('{"apiKeyHelper": "~/bin/key"}')
+    assert signed_in({}, home) == f"the apiKeyHelper of {home / '.claude' / 'settings.json'}"
+    (home / ".claude" / "settings.json").write_text("{not json")
+    assert signed_in({}, home) is None
+    (home / ".claude" / ".credentials.json").write_text('{"claudeAiOauth": {}}')  # what `claude` /login writes
+    assert signed_in({}, home) == f"the login in {home / '.claude'}"
+    elsewhere = tmp_path / "config"
+    elsewhere.mkdir()
+    assert signed_in({"CLAUDE_CONFIG_DIR": str(elsewhere)}, home) is None  # the CLI would read that one
+    (elsewhere / ".claude.json").write_text('{"primaryApiKey": "sk-x"}')
+    assert signed_in({"CLAUDE_CONFIG_DIR": str(elsewhere)}, home) == "the API key Claude Code stored"
+
+
+async def test_a_launch_is_refused_at_once_without_a_login_and_accepted_with_a_key(
+        claude_env: FakeAnthropic, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import httpx
+
+    from bgagents.server import create_app
+
+    claude_env.script = lambda body: Reply(text="signed in")
+    monkeypatch.setenv("HOME", str(tmp_path / "nobody"))  # no login there
+    monkeypatch.delenv("ANTHROPIC_API_KEY")
+    async with Runtime(make_settings(tmp_path)) as runtime:
+        app = create_app(runtime, "t", manage_runtime=False)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test/api/v1",
+                                     headers={"Authorization": "Bearer t"}) as api:
+            refused = await api.post("/tasks", json={"prompt": "fix it", "model": MODEL})
+            assert refused.status_code == 400, refused.text
+            error = refused.json()["error"]
+            assert error["code"] == "unknown_model" and "Claude Code is not signed in" in error["message"]
+            assert "ANTHROPIC_API_KEY" in error["message"] and "\n" not in error["message"]
+            assert (await api.get("/tasks")).json() == []  # nothing stored
+            monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
+            accepted = await api.post("/tasks", json={"prompt": "fix it", "model": MODEL})
+            assert accepted.status_code == 201, accepted.text
+            done = await runtime.wait(accepted.json()["id"], timeout=120)
+    assert done.status == "completed" and done.result is not None and done.result.text == "signed in"

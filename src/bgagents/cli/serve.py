@@ -128,7 +128,7 @@ def model_warning(runtime: Runtime) -> str | None:
                 "Set BGAGENTS_MODEL (or `model` in config.toml) where this server runs, e.g. BGAGENTS_MODEL=demo "
                 "for the offline demo model.")
     try:
-        runtime.models.resolve(name)
+        runtime.models.check(name)  # a pydantic-ai model, or a runner's (claude-code:…)
     except UnknownModel as exc:
         return f"the default model cannot be used: {exc.message}"
     return None

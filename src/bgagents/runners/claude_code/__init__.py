@@ -5,9 +5,12 @@ workspace, with bgagents' progress, transcript, approvals, budgets and durabilit
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ...errors import UnknownModel
+from .signin import signed_in, why_not
 
 if TYPE_CHECKING:
     from ...core.runner import Services
@@ -27,6 +30,9 @@ class ClaudeCodeRunner:
         except ImportError:
             raise UnknownModel(f"model '{model}' cannot be used: claude-agent-sdk is missing; "
                                + INSTALL_HINT) from None
+        home = Path.home()
+        if signed_in(os.environ, home) is None:
+            raise UnknownModel(f"model '{model}' cannot be used: {why_not(home)}")
 
     async def run_turn(self, services: Services, task: Task, turn: int, prompt: str) -> str:
         from .turn import run_turn
