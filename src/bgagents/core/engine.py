@@ -240,10 +240,15 @@ class Engine:
         if running is not None and not running.done():
             running.cancel()
 
+    def stopping(self) -> None:
+        """The runtime stops: what DBOS says of the work it interrupts from now on is expected, not a fault."""
+        self.cancelled.draining = True
+
     async def drain(self, grace: float) -> None:
         """No new step starts; running turns get `grace` seconds to reach a step boundary, then stop. A turn
         waiting for an approval is at one already: it stops at once (its next start waits again)."""
         self.services.gate.draining = True
+        self.stopping()
         if self.admission is not None:
             await self.admission.close()
         for task_id in self.services.awaiting_decision:

@@ -180,6 +180,7 @@ class Runtime:
         if not self._started:
             return
         self._started = False
+        self.engine.stopping()  # extensions stop their own workflows first
         for extension in reversed(self.extensions):
             await extension.stop()
         for starting in list(self._starting):  # what they did not start is queued; the next start does
