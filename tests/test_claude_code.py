@@ -24,6 +24,7 @@ if not CLI.exists():
     pytest.skip(f"claude-agent-sdk has no bundled Claude Code CLI at {CLI}", allow_module_level=True)
 
 MODEL = "claude-code:sonnet"
+pytestmark = pytest.mark.slow  # real processes: the Claude Code CLI
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pytest
+
 from bgagents.cli.chat import POLL_WAIT
 
 from .conftest import ServerProcess
@@ -158,6 +160,7 @@ def _kept_demo(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
             kept.wait()
 
 
+@pytest.mark.slow
 def test_demo_removes_its_home_unless_kept(tmp_path: Path) -> None:
     demo = _demo(tmp_path)
     output, _ = demo.communicate(timeout=120)
@@ -170,6 +173,7 @@ def test_demo_removes_its_home_unless_kept(tmp_path: Path) -> None:
     assert (home / "workspace" / "demo-notes").is_dir()
 
 
+@pytest.mark.slow
 def test_a_demo_killed_leaves_no_server_behind(tmp_path: Path) -> None:
     """`kill -9` of `bgagents demo --keep`: its server reads end-of-file on the demo's pipe and stops."""
     with _kept_demo(tmp_path) as kept:

@@ -27,6 +27,7 @@ if not Path(CHROMIUM).exists():
                 allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need the playwright package")
 expect = sync_api.expect
+pytestmark = pytest.mark.slow  # real processes: a server and Chromium
 Page = sync_api.Page
 
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",

@@ -105,6 +105,7 @@ def _stdio(env: dict[str, str], *args: str) -> StdioServerParameters:
                                  env=env, cwd=env["BGAGENTS_HOME"])
 
 
+@pytest.mark.slow
 async def test_stdio_with_its_own_runtime(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
@@ -132,6 +133,7 @@ async def test_stdio_as_a_client_of_a_running_server(server_factory: Callable[..
         assert http.get(f"/tasks/{tid}").json()["name"] == "via-mcp"
 
 
+@pytest.mark.slow
 async def test_stdio_server_mode_without_a_server_is_one_clear_line(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BGAGENTS_")}
     env.update({"BGAGENTS_HOME": str(tmp_path), "BGAGENTS_URL": "http://127.0.0.1:9", "PYTHONPATH": str(ROOT)})

@@ -165,6 +165,7 @@ def test_serve_says_in_one_line_at_start_what_is_not_protected(server_factory: C
     assert "bash and Claude Code tasks run unsandboxed (bwrap is not installed" in lines[0]
 
 
+@pytest.mark.slow
 def test_serve_with_the_sandbox_required_but_missing_says_so_in_one_line(tmp_path: Path) -> None:
     import subprocess
     import sys

@@ -233,6 +233,7 @@ asyncio.run(main(int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)  # three runtimes start one after another, on a loaded machine
 async def test_two_processes_racing_for_the_same_run_fire_it_once(settings: Settings, tmp_path: Path) -> None:
     if not settings.database_url:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 
 from .conftest import ServerProcess, free_port
 from .test_durability import wait_for
@@ -106,6 +107,7 @@ def test_cli_end_to_end(server_factory: Callable[..., ServerProcess]) -> None:
     assert neither.returncode == 2
 
 
+@pytest.mark.slow
 def test_cli_without_a_server_says_so(tmp_path: Any) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BGAGENTS_")}
     env.update({"BGAGENTS_HOME": str(tmp_path), "BGAGENTS_URL": f"http://127.0.0.1:{free_port()}"})
