@@ -4,6 +4,7 @@ test_dashboard_browser.py.)"""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -150,3 +151,31 @@ def test_serve_logs_the_dashboard_address_without_the_token_and_open_opens_it_lo
     while not got.exists() and time.monotonic() < deadline:  # the browser command runs in the background
         time.sleep(0.05)
     assert got.read_text() == address
+
+
+async def test_the_page_knows_what_a_waiting_task_waits_for_and_whose_approvals_it_shows(tmp_path: Path) -> None:
+    from bgagents.settings import ProfileSettings
+
+    from .conftest import Script
+
+    settings = make_settings(tmp_path, agents={"careful": ProfileSettings(permissions={"bash": "ask"})})
+    async with Runtime(settings) as rt:
+        rt.register_model("m", Script(steps=[("bash", {"command": "echo hi"})]).model())
+        asks = await rt.launch("careful work", model="m", agent="careful", name="asks-first")
+        plain = await rt.launch("plain work", model="m")
+        await rt.wait(plain.id, timeout=20)
+        while not (pending := await rt.approvals()):
+            await asyncio.sleep(0.01)
+        app = create_app(rt, TOKEN, manage_runtime=False)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE,
+                                     headers={"Authorization": f"Bearer {TOKEN}"}) as api:
+            page = (await api.get("/dashboard/api/tasks")).json()
+            assert page["waiting"] == {asks.id: [{"id": pending[0].id, "tool": "bash"}]}
+            inbox = (await api.get("/dashboard/api/approvals")).json()
+            assert [a["id"] for a in inbox["approvals"]] == [pending[0].id]
+            assert inbox["tasks"] == {asks.id: {"name": "asks-first", "status": "waiting", "agent": "careful"}}
+            await rt.decide(pending[0].id, "approve")
+            await rt.wait(asks.id, timeout=20)
+            assert (await api.get("/dashboard/api/tasks")).json()["waiting"] == {}
+            decided = (await api.get("/dashboard/api/approvals", params={"status": "all"})).json()
+            assert decided["tasks"][asks.id]["status"] == "completed"

@@ -20,6 +20,7 @@ import pytest
 from bgagents import Settings
 
 from .conftest import ROOT, ServerProcess, free_port, seed_tasks
+from .test_worktrees import git, repo
 
 CHROMIUM = "/usr/bin/chromium"
 if not Path(CHROMIUM).exists():
@@ -55,6 +56,7 @@ def make_server(home: Path, **env: str) -> ServerProcess:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     home = tmp_path_factory.mktemp("dash")
     (home / "config.toml").write_text(CAREFUL_AGENT)
+    repo(home / "workspace")  # a git repository, for isolated tasks
     srv = make_server(home)
     srv.start(timeout=START_TIMEOUT)
     yield srv
@@ -150,10 +152,11 @@ def test_a_task_from_the_form_shows_tool_calls_live_then_steer_approve_and_cance
     row = page.locator(f'tr[data-id="{task_id}"]')
     expect(row).to_be_visible()
     shot(page, "tasks")
-    row.get_by_role("link").click()
+    row.locator(".name a").click()
 
     # the careful agent stops before its `write` for a person: its earlier tool calls are already there
     expect(page.locator(".title-row .status")).to_have_text("waiting")
+    expect(page.locator(".transcript .live-dot")).to_have_text("waiting for a person to allow write (above)…")
     expect(page.locator('.msg-tool[data-tool="bash"]')).to_be_visible()
     expect(page.locator('.msg-tool[data-tool="write"]')).to_contain_text("demo-notes/")
     expect(page.locator("#approvals-count")).to_have_text("1")
@@ -165,9 +168,16 @@ def test_a_task_from_the_form_shows_tool_calls_live_then_steer_approve_and_cance
     expect(page.locator(".actions .notice-ok")).to_contain_text("Sent")
     shot(page, "task-waiting")
 
+    # the row says what it waits for
+    page.get_by_role("navigation", name="Pages").get_by_role("link", name="Tasks").click()
+    expect(row.locator(".waits")).to_have_text("waits for approval: write")
+    shot(page, "tasks-waiting")
+    with server.client() as c:
+        name = c.get(f"/tasks/{task_id}").json()["name"]
     page.get_by_role("link", name=re.compile("Approvals")).click()
     card = page.locator("article.approval").first
     expect(card).to_contain_text("write")
+    expect(card.locator(".task-name")).to_have_text(name)  # the inbox names the task
     card.get_by_label("Reason").fill("notes are fine")
     shot(page, "approvals")
     card.get_by_role("button", name="Approve").click()
@@ -232,6 +242,17 @@ def test_a_chat_with_a_background_agent_whose_result_comes_back(page: Page, serv
     answer = page.locator(".bubble-agent", has_text="reports")
     expect(answer).to_be_visible()
     shot(page, "chat")
+    page.set_viewport_size({"width": 390, "height": 640})  # a phone: the log is longer than the screen
+    for n in range(3):
+        box.fill(f"hello number {n}")
+        box.press("Enter")
+        expect(page.locator(".bubble-agent", has_text=f"You said 'hello number {n}'")).to_be_visible()
+        newest = page.locator(".chat-log .bubble").last.bounding_box()
+        composer = page.locator(".chat-form").bounding_box()
+        assert newest is not None and composer is not None
+        assert newest["y"] >= 0 and newest["y"] + newest["height"] <= composer["y"] + 0.5, (newest, composer)
+    shot(page, "chat-long")
+    page.set_viewport_size({"width": 1280, "height": 900})
     href = answer.locator(".files a").first.get_attribute("href")
     assert href and href.startswith("/api/v1/files/demo-notes/")
     assert page.request.get(server.url + href).ok  # the session cookie downloads it
@@ -309,3 +330,76 @@ def test_pages_run_under_their_policy_and_a_workspace_page_cannot_run(page: Page
     expect(docs.locator(".opblock").first).to_be_visible()
     shot(docs, "docs-csp")
     assert violations == []
+
+
+def test_an_isolated_task_shows_its_branch_and_changes_then_merges_or_discards(
+        page: Page, server: ServerProcess) -> None:
+    with server.client() as c:
+        kept = c.post("/tasks", json={"prompt": "Write release notes", "isolation": "worktree"}).json()
+        dropped = c.post("/tasks", json={"prompt": "Write a draft", "isolation": "worktree"}).json()
+    for task in (kept, dropped):
+        wait_task(server, task["id"])
+    page.goto(f"{server.url}/#/task/{kept['id']}")
+    panel = page.get_by_role("region", name="Worktree")
+    expect(panel.locator("#worktree-branch")).to_have_text(re.compile(r"^bgagents/.*" + kept["id"].removeprefix("bg_")))
+    expect(panel.locator("#worktree-state")).to_have_text("active")
+    expect(panel.locator("#worktree-stat")).to_contain_text("demo-notes/")
+    panel.get_by_role("button", name="Diff").click()
+    expect(panel.locator("#worktree-patch")).to_contain_text("+++ b/demo-notes/")
+    shot(page, "task-worktree")
+    page.once("dialog", lambda d: d.accept())
+    panel.get_by_role("button", name="Merge").click()
+    expect(panel.locator(".notice-ok")).to_contain_text("Merged")
+    expect(panel.locator("#worktree-state")).to_have_text("merged")
+    expect(panel.get_by_role("button", name="Discard")).to_be_disabled()
+    assert "bgagents: " in git(server.home / "workspace", "log", "--oneline")
+
+    page.goto(f"{server.url}/#/task/{dropped['id']}")
+    panel = page.get_by_role("region", name="Worktree")
+    page.once("dialog", lambda d: d.accept())
+    panel.get_by_role("button", name="Discard").click()
+    expect(panel.locator("#worktree-state")).to_have_text("discarded")
+    with server.client() as c:
+        assert c.get(f"/tasks/{dropped['id']}").json()["worktree"]["state"] == "discarded"
+
+
+def test_usage_and_schedules_pages(page: Page, server: ServerProcess) -> None:
+    with server.client() as c:
+        wait_task(server, c.post("/tasks", json={"prompt": "Count things"}).json()["id"])
+        by_model = {g["key"]: g for g in c.get("/usage", params={"by": "model"}).json()}
+    page.get_by_role("link", name="Usage").click()
+    row = page.locator('tr.usage-row[data-key="demo"]')
+    expect(row).to_contain_text(str(by_model["demo"]["tasks"]))
+    expect(row.locator("td").nth(2)).to_have_text(str(by_model["demo"]["requests"]))
+    shot(page, "usage")
+    page.get_by_role("button", name="by agent").click()
+    expect(page.locator('tr.usage-row[data-key="general"]')).to_be_visible()
+    page.get_by_label("Period").select_option("")
+    expect(page.locator('tr.usage-row[data-key="general"]')).to_be_visible()
+
+    page.get_by_role("link", name="Schedules").click()
+    expect(page.locator(".schedules .empty")).to_contain_text("No schedules yet")
+    page.get_by_text("New schedule").click()
+    page.get_by_label("Name").fill("morning")
+    page.get_by_label("When").fill("not a cron")
+    page.get_by_label("Prompt").fill("Summarise the night")
+    page.get_by_role("button", name="Add").click()
+    expect(page.locator(".new-task .notice-error")).to_contain_text("not a cron expression")
+    page.get_by_label("When").fill("0 8 * * *")
+    page.get_by_label("Time zone").fill("Europe/Berlin")
+    page.get_by_role("button", name="Add").click()
+    row = page.locator('tr.schedule-row[data-name="morning"]')
+    expect(row).to_contain_text("0 8 * * *")
+    expect(row).to_contain_text("Europe/Berlin")
+    expect(row.locator(".schedule-state")).to_have_text("active")
+    row.get_by_role("button", name="Run now").click()
+    expect(row.locator(".notice-ok")).to_contain_text("Ran morning: bg_")
+    expect(row.locator(".col-last a")).to_have_text(re.compile(r"^bg_"))
+    row.get_by_role("button", name="Pause").click()
+    expect(row.locator(".schedule-state")).to_have_text("paused")
+    shot(page, "schedules")
+    page.once("dialog", lambda d: d.accept())
+    row.get_by_role("button", name="Remove").click()
+    expect(row).to_have_count(0)
+    with server.client() as c:
+        assert c.get("/schedules").json() == []

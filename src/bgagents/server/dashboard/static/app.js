@@ -4,15 +4,19 @@ import {useEffect, useMemo, useState} from 'preact/hooks';
 import {api, connect, onEvent, onStatus, throttle} from './live.js';
 import {APPROVAL_EVENTS, ApprovalsView} from './approvals.js';
 import {ChatView} from './chat.js';
+import {SchedulesView} from './schedules.js';
 import {TaskView} from './task.js';
 import {TasksView} from './tasks.js';
 import {html} from './ui.js';
+import {UsageView} from './usage.js';
 
 function route(hash) {
   const parts = hash.replace(/^#\/?/, '').split('/').filter(Boolean).map(decodeURIComponent);
   if (parts[0] === 'task' && parts[1]) return {page: 'task', id: parts[1]};
   if (parts[0] === 'chat') return {page: 'chat', cid: parts[1] || 'default'};
   if (parts[0] === 'approvals') return {page: 'approvals'};
+  if (parts[0] === 'usage') return {page: 'usage'};
+  if (parts[0] === 'schedules') return {page: 'schedules'};
   return {page: 'tasks'};
 }
 
@@ -48,6 +52,8 @@ function App() {
   if (where.page === 'task') view = html`<${TaskView} id=${where.id} />`;
   else if (where.page === 'chat') view = html`<${ChatView} cid=${where.cid} />`;
   else if (where.page === 'approvals') view = html`<${ApprovalsView} />`;
+  else if (where.page === 'usage') view = html`<${UsageView} />`;
+  else if (where.page === 'schedules') view = html`<${SchedulesView} />`;
   else view = html`<${TasksView} state=${state} />`;
   return html`<header class="top">
       <a class="brand" href="#/"><span class="logo">bg</span>agents</a>
@@ -56,6 +62,8 @@ function App() {
         ${tab('chat', '#/chat', 'Chat')}
         ${tab('approvals', '#/approvals', 'Approvals', state.approvals
           ? html` <span class="badge" aria-label=${`${state.approvals} waiting`} id="approvals-count">${state.approvals}</span>` : '')}
+        ${tab('schedules', '#/schedules', 'Schedules')}
+        ${tab('usage', '#/usage', 'Usage')}
       </nav>
       <span class=${`link link-${link}`} role="status" id="link-status">${LABELS[link] || link}</span>
     </header>

@@ -8,7 +8,7 @@ import {Notice, clock, html, useAction} from './ui.js';
 export const APPROVAL_EVENTS = new Set(['task.waiting', 'task.approved', 'task.denied', 'task.completed',
   'task.failed', 'task.cancelled', 'dashboard.reconnected']);
 
-export function ApprovalCard({approval, onDone}) {
+export function ApprovalCard({approval, task, onDone}) {
   const [reason, setReason] = useState('');
   const action = useAction();
   const decide = async (decision) => {
@@ -19,7 +19,9 @@ export function ApprovalCard({approval, onDone}) {
   const pending = approval.status === 'pending';
   return html`<article class=${`panel approval approval-${approval.status}`} aria-label=${`Approval ${approval.id}`}>
     <header><strong>${approval.tool}</strong>
-      <span class="muted"> for <a href=${`#/task/${approval.task_id}`}>${approval.task_id}</a> · ${clock(approval.created_at)}</span>
+      <span class="muted"> for ${task ? html`<a href=${`#/task/${approval.task_id}`} class="task-name">${task.name}</a>${' '}
+        <span class="small">(${approval.task_id}${task.agent ? ` · ${task.agent}` : ''})</span>`
+        : html`<a href=${`#/task/${approval.task_id}`}>${approval.task_id}</a>`} · ${clock(approval.created_at)}</span>
       ${pending ? '' : html` <span class=${`status status-${{approved: 'completed', cancelled: 'cancelled'}[approval.status] || 'failed'}`}>${approval.status}</span>`}
     </header>
     <pre class="args">${JSON.stringify(approval.args, null, 2)}</pre>
@@ -37,10 +39,13 @@ export function ApprovalCard({approval, onDone}) {
 export function ApprovalsView() {
   const [all, setAll] = useState(false);
   const [items, setItems] = useState(null);
+  const [tasks, setTasks] = useState({});
   const [error, setError] = useState(null);
   const load = useMemo(() => throttle(async () => {
     try {
-      setItems(await api('GET', `/api/v1/approvals?status=${all ? 'all' : 'pending'}`));
+      const found = await api('GET', `/dashboard/api/approvals?status=${all ? 'all' : 'pending'}`);
+      setTasks(found.tasks);
+      setItems(found.approvals);
       setError(null);
     } catch (e) { setError(e.message); }
   }, 200), [all]);
@@ -53,6 +58,7 @@ export function ApprovalsView() {
     ${error ? html`<div class="notice notice-error" role="alert">${error}</div>` : ''}
     ${items && !items.length ? html`<p class="empty">Nothing waits for a decision. A tool whose permission is
       <code>ask</code> shows up here.</p>` : ''}
-    ${(items || []).slice().reverse().map((a) => html`<${ApprovalCard} key=${a.id} approval=${a} onDone=${load} />`)}
+    ${(items || []).slice().reverse().map((a) => html`<${ApprovalCard} key=${a.id} approval=${a} task=${tasks[a.task_id]}
+      onDone=${load} />`)}
   </section>`;
 }

@@ -99,7 +99,10 @@ export function ChatView({cid}) {
     if (e.conversation_id === cid || e.type === 'task.queued' || e.type === 'dashboard.reconnected'
         || (e.task_id && sessionIds.current.has(e.task_id))) load();
   }), [cid]);
-  useEffect(() => { if (end.current) end.current.scrollIntoView({block: 'end'}); }, [lines && lines.length]);
+  // To the very bottom of the page, where the composer sits in its place below the log: lining the last line
+  // up with the window's bottom edge left it under the composer, which sticks to that edge.
+  useEffect(() => { if (end.current) window.scrollTo(0, document.documentElement.scrollHeight); },
+    [lines && lines.length]);
 
   const post = async (path, body, ok) => {
     const done = await send.run(() => api('POST', `${base}/${path}`, body), ok);

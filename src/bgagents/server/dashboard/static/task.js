@@ -2,6 +2,7 @@
 import {useEffect, useMemo, useRef, useState} from 'preact/hooks';
 import {api, onEvent, throttle} from './live.js';
 import {ApprovalCard} from './approvals.js';
+import {WorktreePanel} from './worktree.js';
 import {ACTIVE, Model, Notice, Status, clock, cost, elapsed, html, pretty, tokens, useAction, useNow} from './ui.js';
 
 const PAGE = 500;
@@ -133,6 +134,11 @@ function Actions({task, entries}) {
   </section>`;
 }
 
+function waitingFor(approvals) {
+  if (!approvals.length) return 'waiting for a decision…';
+  return `waiting for a person to allow ${[...new Set(approvals.map((a) => a.tool))].join(', ')} (above)…`;
+}
+
 export function TaskView({id}) {
   const [task, setTask] = useState(null);
   const [entries, setEntries] = useState([]);
@@ -188,7 +194,7 @@ export function TaskView({id}) {
     </dl>
     <div class="alerts">
       ${error ? html`<div class="notice notice-error" role="alert">${error}</div>` : ''}
-      ${approvals.map((a) => html`<${ApprovalCard} key=${a.id} approval=${a} onDone=${refresh} />`)}
+      ${approvals.map((a) => html`<${ApprovalCard} key=${a.id} approval=${a} task=${task} onDone=${refresh} />`)}
       ${task.error ? html`<div class="notice notice-error" role="alert"><strong>Error: </strong>${task.error}</div>` : ''}
       ${task.result ? html`<section class="panel result" aria-label="Result"><h2>Result</h2>
         ${task.result.data !== null && task.result.data !== undefined
@@ -197,12 +203,13 @@ export function TaskView({id}) {
     </div>
     <div class="columns" key="columns">
       <div class="main-col">
+        ${task.worktree ? html`<${WorktreePanel} task=${task} onChange=${refresh} />` : ''}
         <section class="panel transcript" aria-label="Transcript">
           <h2>Transcript</h2>
           ${entries.length ? entries.map((e, i) => html`<${Entry} key=${`${e.index}-${i}`} entry=${e} />`)
             : html`<div class="msg msg-user"><div class="who">prompt</div><div class="text">${task.prompt}</div></div>`}
           ${ACTIVE.has(task.status) ? html`<p class="muted live-dot">${task.status === 'queued' ? 'queued…' :
-            task.status === 'waiting' ? 'waiting for a decision…' : 'working…'}</p>` : ''}
+            task.status === 'waiting' ? waitingFor(approvals) : 'working…'}</p>` : ''}
         </section>
       </div>
       <div class="side-col">

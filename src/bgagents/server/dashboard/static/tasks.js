@@ -46,12 +46,19 @@ function NewTask({agents, defaultModel, onLaunched}) {
   </details>`;
 }
 
-function Row({task, depth, now}) {
+// What a waiting task waits for: a person to allow a tool call (the approvals inbox decides it).
+function Waits({on}) {
+  if (!on || !on.length) return null;
+  const tools = [...new Set(on.map((a) => a.tool))].join(', ');
+  return html`<a class="waits small" href="#/approvals" title="decide it in the approvals inbox">waits for approval: ${tools}</a>`;
+}
+
+function Row({task, depth, now, waiting}) {
   const p = task.progress || {};
   const todos = p.todos && p.todos.total ? `${p.todos.done}/${p.todos.total}` : '—';
   const tree = task.subtree && task.subtree.tasks > 1 ? task.subtree : null;  // the task and its descendants
   return html`<tr class=${`task-row depth-${Math.min(depth, 4)}`} data-id=${task.id} data-status=${task.status}>
-    <td><${Status} status=${task.status} /></td>
+    <td><${Status} status=${task.status} /><${Waits} on=${waiting} /></td>
     <td class="name" style=${`padding-left: ${0.5 + depth * 1.25}rem`}>
       ${depth ? html`<span class="tree" aria-hidden="true">└ </span>` : ''}
       <a href=${`#/task/${task.id}`}>${task.name}</a>
@@ -152,7 +159,8 @@ export function TasksView({state}) {
           <th class="num col-tokens">Tokens</th><th class="num col-cost">Cost</th>
         </tr></thead>
         <tbody>
-          ${rows.map((r) => html`<${Row} key=${r.task.id} task=${r.task} depth=${r.depth} now=${now} />`)}
+          ${rows.map((r) => html`<${Row} key=${r.task.id} task=${r.task} depth=${r.depth} now=${now}
+            waiting=${page.waiting && page.waiting[r.task.id]} />`)}
         </tbody>
       </table>
       ${page && !rows.length ? html`<p class="empty">${status || query ? 'No task matches.' :
