@@ -529,30 +529,6 @@ async def test_without_the_sandbox_the_cli_still_gets_only_what_it_needs(
     assert "sk-openai-other-key" not in out and "the-api-token" not in out, out
 
 
-def test_how_claude_code_would_sign_in(tmp_path: Path) -> None:
-    from bgagents.runners.claude_code.signin import signed_in
-
-    home = tmp_path / "home"
-    (home / ".claude").mkdir(parents=True)
-    assert signed_in({}, home) is None
-    assert signed_in({"ANTHROPIC_API_KEY": " "}, home) is None
-    assert signed_in({"CLAUDE_CODE_USE_BEDROCK": "0"}, home) is None
-    assert signed_in({"ANTHROPIC_API_KEY": "sk-x"}, home) == "ANTHROPIC_API_KEY"
-    assert signed_in({"CLAUDE_CODE_OAUTH_TOKEN": "t"}, home) == "CLAUDE_CODE_OAUTH_TOKEN"
-    assert signed_in({"CLAUDE_CODE_USE_VERTEX": "1"}, home) == "CLAUDE_CODE_USE_VERTEX"
-    (home / ".claude" / "settings.json").write_text('{"apiKeyHelper": "~/bin/key"}')
-    assert signed_in({}, home) == f"the apiKeyHelper of {home / '.claude' / 'settings.json'}"
-    (home / ".claude" / "settings.json").write_text("{not json")
-    assert signed_in({}, home) is None
-    (home / ".claude" / ".credentials.json").write_text('{"claudeAiOauth": {}}')  # what `claude` /login writes
-    assert signed_in({}, home) == f"the login in {home / '.claude'}"
-    elsewhere = tmp_path / "config"
-    elsewhere.mkdir()
-    assert signed_in({"CLAUDE_CONFIG_DIR": str(elsewhere)}, home) is None  # the CLI would read that one
-    (elsewhere / ".claude.json").write_text('{"primaryApiKey": "sk-x"}')
-    assert signed_in({"CLAUDE_CONFIG_DIR": str(elsewhere)}, home) == "the API key Claude Code stored"
-
-
 async def test_a_launch_is_refused_at_once_without_a_login_and_accepted_with_a_key(
         claude_env: FakeAnthropic, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import httpx

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from .conftest import ROOT
 
 
@@ -18,6 +20,7 @@ def readme_example(section: str) -> str:
     return found.group(1)
 
 
+@pytest.mark.slow  # a process of its own, with a runtime
 def test_the_python_example_runs_as_written(tmp_path: Path) -> None:
     script = tmp_path / "example.py"
     script.write_text(readme_example("Python"))
