@@ -1,4 +1,5 @@
-"""`bgagents.Runtime`: the core runtime with the default extensions attached (conversations, schedules).
+"""`bgagents.Runtime`: the core runtime with the default extensions attached (conversations, schedules,
+the Managed Agents API's objects).
 
 `bgagents.core.runtime.Runtime` is the core alone; this is what the server, the CLI and most
 programs use, so that `rt.conversations` and `rt.schedules` are there."""
@@ -11,6 +12,7 @@ from typing import Any
 from .conversation.orchestrator import Conversations
 from .core.extensions import Extension
 from .core.runtime import Runtime as CoreRuntime
+from .managed import Managed
 from .schedules.scheduler import Schedules
 from .settings import Settings
 
@@ -25,4 +27,6 @@ class Runtime(CoreRuntime):
                  **options: Any) -> None:
         self.conversations = Conversations()
         self.schedules = Schedules(self.conversations)
-        super().__init__(settings, extensions=[self.conversations, self.schedules, *extensions], **options)
+        self.managed = Managed()  # the Managed Agents API's agents, environments and sessions (server/v1)
+        super().__init__(settings, extensions=[self.conversations, self.schedules, self.managed, *extensions],
+                         **options)

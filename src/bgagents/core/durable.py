@@ -128,6 +128,8 @@ class DurableModel(WrapperModel):
                     if stale_seen:  # a hung request is tried once more, then the task is stale
                         raise TurnStopped(error.message, "failed", "stale")
                     stale_seen = True
+                if ran and (attempt < self.limits.retries or self.chain.index + 1 < len(self.chain.names)):
+                    await self.tracker.on_model_error(name, error.kind, error.status, error.message)
                 if attempt < self.limits.retries and self.limits.retry_backoff:
                     await DBOS.sleep_async(self.limits.retry_backoff * 2**attempt)
             assert error is not None

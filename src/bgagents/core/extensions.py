@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from pydantic_ai.toolsets import AbstractToolset
 
     from ..tools import ToolContext
+    from .profiles import Profile
     from .runtime import Runtime
     from .schema import Task
 
@@ -52,6 +53,11 @@ class Extension:
 
     def retained(self) -> sa.Select[Any] | None:
         """A query of task ids that retention must never remove (e.g. sessions that will be resumed)."""
+        return None
+
+    def profile(self, name: str) -> Profile | None:
+        """The agent profile `name` when this extension defines it (e.g. a managed agent's session), else
+        None. Asked only for names no profile file or config defines; called while a turn starts: keep it quick."""
         return None
 
     async def toolsets(self, task: Task) -> list[AbstractToolset[ToolContext]]:

@@ -21,6 +21,7 @@ from pydantic_ai.messages import (
     PartStartEvent,
     TextPart,
     TextPartDelta,
+    ThinkingPart,
     ToolCallPart,
 )
 
@@ -140,11 +141,25 @@ class ProgressTracker:
         calls = [p.tool_name for p in response.parts if isinstance(p, ToolCallPart)]
         event = await self.store.save_messages(
             self.task_id, self.turn, start, new, task_values=self._values(), event_type="task.progress",
-            event_data={"kind": "response", "tool_calls": calls, "progress": self.progress.model_dump(mode="json")},
+            event_data={"kind": "response", "tool_calls": calls, "progress": self.progress.model_dump(mode="json"),
+                        # which transcript messages this stored (the response last), and the response's own
+                        # usage: what an interface needs to show the response without a second event
+                        "messages": [start, start + len(new)],
+                        "thinking": any(isinstance(p, ThinkingPart) for p in response.parts),
+                        "usage": {"input_tokens": response.usage.input_tokens,
+                                  "output_tokens": response.usage.output_tokens,
+                                  "cache_read_tokens": response.usage.cache_read_tokens,
+                                  "cache_write_tokens": response.usage.cache_write_tokens}},
         )
         self.persisted = start + len(new)
         if event is not None:
             self.bus.announce(event)
+
+    async def on_model_error(self, model: str, kind: str, status: int | None, message: str) -> None:
+        """A model request that failed and is tried again (after a backoff, or on the next model): an event,
+        so a watcher sees why the task waits (a 429's rate limit, an overloaded provider)."""
+        self.progress.last_activity_at = self.clock()
+        await self._save("task.model_retry", {"model": model, "kind": kind, "status": status, "error": message})
 
     def _count_tool(self, name: str, args: dict[str, Any]) -> None:
         self.progress.tool_calls += 1

@@ -30,7 +30,7 @@ from .durable import DurableModel, LoopBreaker, ModelChain, ShuttingDown, StepGa
 from .events import EventBus
 from .model_errors import ModelCallError
 from .models import ModelRegistry
-from .profiles import Profile, get_profile
+from .profiles import Profile
 from .progress import ProgressTracker
 from .schema import TERMINAL, Approval, Attempt, Progress, Task
 from .store import Store
@@ -48,7 +48,7 @@ class Services:
     store: Store
     bus: EventBus
     models: ModelRegistry
-    profiles: Callable[[], dict[str, Profile]]
+    profile: Callable[[str], Profile]  # the agent profile of that name (see Runtime.profile)
     workspace: Path
     outputs_dir: Path
     limits: LimitSettings = field(default_factory=LimitSettings)
@@ -273,7 +273,7 @@ async def _run_agent_body(services: Services, task: Task, turn: int, prompt: str
         return await _ask_approval(services, task, turn, call, args, why)
 
     try:
-        profile = get_profile(services.profiles(), task.agent)
+        profile = services.profile(task.agent)
         model = DurableModel(services.models.resolve, chain, tracker, services.gate, limits,
                              task.limits.get("cost_usd"), on_switch)
         toolsets = [build_toolset(profile.tools), *(await services.toolsets(task) if services.toolsets else [])]
@@ -385,11 +385,16 @@ async def _switch_model(services: Services, task: Task, old: str, new: str, erro
                                                                  "failed", "cancelled"])
 
 
+def approval_id_of(task_id: str, turn: int, tool_call_id: str) -> str:
+    """The id of the approval a tool call asks for: the same on a replay, and found from the call alone."""
+    return "ap_" + hashlib.sha1(f"{task_id}.{turn}:{tool_call_id}".encode()).hexdigest()[:10]
+
+
 async def _ask_approval(services: Services, task: Task, turn: int, call: ToolCallPart, args: dict[str, Any],
                         why: str) -> tuple[bool, str]:
     """Puts the task in `waiting` with an approval request, then waits durably for the decision."""
     workflow = f"{task.id}.{turn}"
-    approval_id = "ap_" + hashlib.sha1(f"{workflow}:{call.tool_call_id}".encode()).hexdigest()[:10]
+    approval_id = approval_id_of(task.id, turn, call.tool_call_id)
     approval = Approval(id=approval_id, task_id=task.id, tool=call.tool_name, args=args, reason=why,
                         status="pending", created_at=services.clock())
 

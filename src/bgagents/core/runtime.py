@@ -29,7 +29,7 @@ from pydantic_ai.messages import (
 from pydantic_ai.models import Model
 from pydantic_ai.toolsets import AbstractToolset
 
-from ..errors import BgAgentsError, Conflict, InvalidInput, NotFound
+from ..errors import BgAgentsError, Conflict, InvalidInput, NotFound, UnknownAgent
 from ..runners import NATIVE, with_runner
 from ..settings import Settings
 from ..tools import ToolContext
@@ -154,7 +154,7 @@ class Runtime:
             if extension.metadata is not None:
                 db.create_tables(self.db_engine, extension.metadata)
         self.store = Store(self.db_engine, clock=self.clock, extensions=self.extensions)
-        self.services = Services(store=self.store, bus=self.bus, models=self.models, profiles=self.profiles,
+        self.services = Services(store=self.store, bus=self.bus, models=self.models, profile=self.profile,
                                  workspace=workspace, outputs_dir=outputs.resolve(), limits=settings.limits,
                                  spawner=RuntimeSpawner(self), clock=self.clock,
                                  tracer_provider=self.tracer_provider, sandbox=sandbox, toolsets=self._toolsets,
@@ -201,6 +201,19 @@ class Runtime:
         """Every usable profile by name; their files are read again when they change."""
         assert self._profiles is not None, "the runtime is not started"
         return self._profiles.current()
+
+    def profile(self, name: str) -> Profile:
+        """The agent profile `name`: a file's or the config's, else one an extension defines (a managed
+        agent's session); else an error naming the known ones."""
+        assert self._profiles is not None, "the runtime is not started"
+        try:
+            return self._profiles.get(name)
+        except UnknownAgent:
+            for extension in self.extensions:
+                found = extension.profile(name)
+                if found is not None:
+                    return found
+            raise
 
     def broken_profiles(self) -> dict[str, str]:
         """Profiles that cannot be used (or only in an earlier version): name → what is wrong."""
@@ -460,8 +473,7 @@ class Runtime:
         `_siblings` counts tasks of the same batch per root, for the descendant limit."""
         if not isinstance(prompt, str) or not prompt.strip():
             raise InvalidInput("the prompt is empty", code="empty_prompt")
-        assert self._profiles is not None, "the runtime is not started"
-        profile = self._profiles.get(agent or "general")
+        profile = self.profile(agent or "general")
         model_name = self._pick_model(model, profile)
         fallbacks = list(fallback_models if fallback_models is not None else profile.fallback_models)
         for fallback in fallbacks:
@@ -616,6 +628,19 @@ class Runtime:
     async def running_counts(self) -> dict[str, int]:
         """Running (or waiting) tasks per concurrency key; a key with none is absent."""
         return await self.store.running_counts()
+
+    async def stored_events(self, task_id: str, since: int = 0, limit: int = 500) -> builtins.list[Event]:
+        """The task's stored events after `since`, oldest first, at most `limit`: what `events` replays."""
+        if since < 0 or limit < 1:
+            raise InvalidInput("since must be >= 0 and limit >= 1")
+        return await self.store.events_since(since, task_id=task_id, limit=limit)
+
+    async def record_event(self, type_: str, task_id: str | None, data: dict[str, Any]) -> Event:
+        """Stores an extension's own event in the task's event log, then announces it: it is replayed and
+        followed like the core's (an extension names its types with its own prefix, e.g. `managed.`)."""
+        event = await self.store.add_event(type_, task_id, data)
+        self.bus.announce(event)
+        return event
 
     async def events(self, since: int = 0, task_id: str | None = None,
                      conversation_id: str | None = None) -> AsyncIterator[Event]:

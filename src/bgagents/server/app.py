@@ -21,6 +21,7 @@ from .guards import RefuseNul
 from .headers import SecurityHeaders
 from .openapi import install_openapi
 from .stopping import Stopping
+from .v1 import create_v1_app
 
 
 def create_app(runtime: Runtime, token: str, *, manage_runtime: bool = True, host: str = "127.0.0.1") -> FastAPI:
@@ -84,6 +85,7 @@ def create_app(runtime: Runtime, token: str, *, manage_runtime: bool = True, hos
         return {"running": await rt.running_counts()}
 
     app.include_router(api)
+    app.mount("/v1", create_v1_app(runtime, stopping))  # the Managed Agents API, as the anthropic SDK speaks it
     # MCP over streamable HTTP (an ASGI endpoint of the SDK's, so not in the OpenAPI document).
     app.router.routes.append(Route("/mcp", endpoint=mcp_endpoint, methods=["GET", "POST", "DELETE"]))
     dashboard.install(app)

@@ -1,5 +1,6 @@
 """Authentication: every route under /api/ (and the dashboard's /dashboard/api/) needs
-`Authorization: Bearer TOKEN`, or the dashboard's session cookie.
+`Authorization: Bearer TOKEN`, or the dashboard's session cookie. The Managed Agents API under /v1/
+takes the same token as its SDK sends it, `x-api-key: TOKEN`, or as the bearer (never the cookie).
 
 The check is ASGI middleware, so it runs before routing and before anything reads the body: a request
 without the token is a 401 whatever it carries (a route's own checks, like a malformed body, come after).
@@ -22,8 +23,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import BgAgentsError
 from .errors import error_response
+from .v1.errors import api_error
 
-PROTECTED = ("/api/", "/dashboard/api/")
+PROTECTED = ("/api/", "/dashboard/api/", "/v1/")
+MANAGED_API = "/v1/"
+API_KEY_HINT = ("missing or wrong API key: send the bgagents token as 'x-api-key' (or 'Authorization: Bearer'); "
+                "it is BGAGENTS_TOKEN or $BGAGENTS_HOME/token")
 HINT = ("missing or wrong token: send 'Authorization: Bearer TOKEN' "
         "(the token is BGAGENTS_TOKEN or $BGAGENTS_HOME/token)")
 CSRF_HINT = "a change made with the dashboard's cookie needs its X-CSRF-Token header and the server's own Origin"
@@ -81,6 +86,10 @@ def refusal(conn: HTTPConnection, token: str) -> Response | None:
     header = conn.headers.get("authorization", "")
     if token_ok(header, token):
         return None
+    if conn.scope["path"].startswith(MANAGED_API):
+        if token_matches(conn.headers.get("x-api-key", ""), token):
+            return None
+        return api_error(401, API_KEY_HINT)
     if header or not has_session(conn, token):
         return error_response(401, Unauthorized.code, HINT, headers={"WWW-Authenticate": "Bearer"})
     if conn.scope["method"] not in SAFE_METHODS and not (

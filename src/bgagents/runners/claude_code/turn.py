@@ -22,7 +22,7 @@ from claude_agent_sdk import ClaudeAgentOptions, ClaudeSDKClient, HookMatcher, R
 from dbos import DBOS
 
 from ...core.durable import LoopBreaker, ShuttingDown, TurnStopped
-from ...core.profiles import Profile, get_profile
+from ...core.profiles import Profile
 from ...core.progress import ProgressTracker
 from ...core.runner import Services, _finish, _sandbox, _snapshot, _worktree_stat
 from ...core.schema import Attempt, Progress, Task
@@ -76,7 +76,7 @@ async def run_turn(services: Services, task: Task, turn: int, prompt: str) -> st
     started_at = services.clock()
     unexpected: Exception | None = None  # its traceback goes in the log with the task's end
     try:
-        profile = get_profile(services.profiles(), task.agent)
+        profile = services.profile(task.agent)
         status, output, error, reason = await _converse(services, task, turn, prompt, plan, recovering, profile,
                                                         tracker, messages, baseline)
     except (asyncio.CancelledError, ShuttingDown):
