@@ -125,13 +125,13 @@ class Mapper:
                 {"type": "session.status_idle", "stop_details": None, "stop_reason": {"type": "retries_exhausted"}}]
 
     async def _response(self, event: Event) -> list[dict[str, Any]]:
-        """A model response: the tool results stored before it, then its request span around its thinking,
-        text and tool calls."""
+        """A model response: the tool results of the request it answers, then its request span around its
+        thinking, text and tool calls."""
         start, end = (int(n) for n in event.data["messages"])
         entries = await self.transcript(self.task_id, start, max(1, end - start)) if end > start else []
         out: list[dict[str, Any]] = []
-        for entry in entries:
-            if entry.index < end - 1 and entry.role in ("tool_result", "retry") and entry.tool_call_id:
+        for entry in entries:  # the request just before it: a replay may store earlier ones again, mapped before
+            if entry.index == end - 2 and entry.role in ("tool_result", "retry") and entry.tool_call_id:
                 approval = approval_id_of(self.task_id, entry.turn, entry.tool_call_id)
                 out.append({"type": "agent.tool_result", "tool_use_id": tool_use_id(approval),
                             "content": [{"type": "text", "text": entry.content}],

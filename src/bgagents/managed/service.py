@@ -81,6 +81,11 @@ class Managed(Extension):
             self._profiles[session_id] = found
         return found
 
+    def retained(self) -> sa.Select[Any]:
+        """A session's task stays while the session does (it may get its next message any day); a deleted
+        session's task goes with bgagents' retention."""
+        return sa.select(tables.sessions.c.task_id)
+
     # -- agents ------------------------------------------------------------------------------------
 
     def _check_model(self, spec: dict[str, Any]) -> None:

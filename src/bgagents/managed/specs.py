@@ -82,7 +82,10 @@ def _toolset(value: dict[str, Any], where: str) -> dict[str, Any]:
     resolved_default = {"enabled": True if enabled is None else bool(enabled),
                         "permission_policy": policy or {"type": "always_allow"}}
     configs: dict[str, dict[str, Any]] = {}
-    for index, item in enumerate(value.get("configs") or []):
+    given = value.get("configs") or []
+    if not isinstance(given, list):
+        raise InvalidInput(f"{where}.configs: must be an array")
+    for index, item in enumerate(given):
         item = _object(item, f"{where}.configs[{index}]")
         name = item.get("name")
         if name in UNSERVED_TOOLS:
